@@ -1,0 +1,196 @@
+//! The one error type of tollgate-core, with a stable machine code per cause
+//! and its mapping to HTTP (RFC 6750 challenge, RFC 9457 problem body).
+//!
+//! No variant carries the token or a secret; what a variant holds is either
+//! a static string or a name from the configuration (a claim name, an URL).
+
+use http::StatusCode;
+
+/// Everything that can go wrong while extracting, verifying or loading keys.
+///
+/// Each variant has a stable [`code`](Error::code); match on the variant or
+/// on the code, never on the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No token in the request.
+    #[error("no bearer token in the request")]
+    MissingToken,
+    /// The `Authorization` header is not `Bearer <token68>`.
+    #[error("the Authorization header is not a valid Bearer credential")]
+    MalformedAuthorization,
+    /// More than one credential was sent (two headers, or header and query).
+    #[error("more than one bearer token in the request")]
+    MultipleTokens,
+    /// The token is larger than the configured bound.
+    #[error("the bearer token exceeds {limit} bytes")]
+    TokenTooLarge {
+        /// The configured bound in bytes.
+        limit: usize,
+    },
+    /// Not a compact JWS, bad base64url, bad JSON, or a bad header.
+    #[error("the token is malformed: {0}")]
+    MalformedToken(&'static str),
+    /// The `alg` header names an algorithm Tollgate does not verify (`none` included).
+    #[error("the token's algorithm is not supported")]
+    UnsupportedAlgorithm,
+    /// The key found for the token does not allow the token's algorithm.
+    #[error("the token's algorithm is not allowed for its key")]
+    AlgorithmNotAllowed,
+    /// The `crit` header lists extensions Tollgate does not understand.
+    #[error("the token has critical header parameters that are not understood")]
+    UnsupportedCriticalHeader,
+    /// The `typ` header is not the required one.
+    #[error("the token's type header is not accepted")]
+    InvalidType,
+    /// The `iss` claim is missing, not a string, or not a configured issuer.
+    #[error("the token's issuer is not accepted")]
+    InvalidIssuer,
+    /// No key in the issuer's key set matches the token's `kid`.
+    #[error("no key matches the token's key id")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    InvalidSignature,
+    /// `exp` is in the past (beyond leeway).
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future (beyond leeway).
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    /// `aud` does not contain a configured audience.
+    #[error("the token's audience is not accepted")]
+    InvalidAudience,
+    /// A required claim is absent.
+    #[error("the token lacks the required claim `{0}`")]
+    MissingClaim(String),
+    /// A claim has the wrong JSON type or an impossible value.
+    #[error("the token's claim `{0}` has an invalid value")]
+    InvalidClaim(String),
+    /// The issuer's keys cannot be had right now (JWKS unreachable, stale beyond bound).
+    #[error("the signing keys are temporarily unavailable")]
+    KeysUnavailable,
+    /// A key could not be loaded (configuration time).
+    #[error("key rejected: {0}")]
+    InvalidKey(String),
+    /// A JWKS or discovery document could not be fetched or used.
+    #[error("key set fetch failed: {0}")]
+    KeyFetch(String),
+    /// The configuration is inconsistent (configuration time).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The RFC 6750 §3.1 error code an [`Error`] maps to, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// `invalid_request` (400).
+    InvalidRequest,
+    /// `invalid_token` (401).
+    InvalidToken,
+    /// `insufficient_scope` (403).
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The code as written in the `WWW-Authenticate` challenge.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BearerError::InvalidRequest => "invalid_request",
+            BearerError::InvalidToken => "invalid_token",
+            BearerError::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+impl Error {
+    /// A stable machine code, one per cause (`token_expired`, `unknown_key`, …).
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Error::MissingToken => "missing_token",
+            Error::MalformedAuthorization => "malformed_authorization",
+            Error::MultipleTokens => "multiple_tokens",
+            Error::TokenTooLarge { .. } => "token_too_large",
+            Error::MalformedToken(_) => "malformed_token",
+            Error::UnsupportedAlgorithm => "unsupported_algorithm",
+            Error::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Error::UnsupportedCriticalHeader => "unsupported_critical_header",
+            Error::InvalidType => "invalid_type",
+            Error::InvalidIssuer => "invalid_issuer",
+            Error::UnknownKey => "unknown_key",
+            Error::InvalidSignature => "invalid_signature",
+            Error::Expired => "token_expired",
+            Error::NotYetValid => "token_not_yet_valid",
+            Error::IssuedInFuture => "token_issued_in_future",
+            Error::InvalidAudience => "invalid_audience",
+            Error::MissingClaim(_) => "missing_claim",
+            Error::InvalidClaim(_) => "invalid_claim",
+            Error::KeysUnavailable => "keys_unavailable",
+            Error::InvalidKey(_) => "invalid_key",
+            Error::KeyFetch(_) => "key_fetch_failed",
+            Error::Config(_) => "invalid_configuration",
+        }
+    }
+
+    /// The HTTP status a request rejected with this error gets.
+    pub const fn status(&self) -> StatusCode {
+        match self.bearer_error() {
+            Some(BearerError::InvalidRequest) => StatusCode::BAD_REQUEST,
+            Some(BearerError::InvalidToken) => StatusCode::UNAUTHORIZED,
+            Some(BearerError::InsufficientScope) => StatusCode::FORBIDDEN,
+            None => match self {
+                Error::MissingToken => StatusCode::UNAUTHORIZED,
+                Error::KeysUnavailable | Error::KeyFetch(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// The RFC 6750 error code, or `None` when the challenge carries none
+    /// (no token sent: a bare `Bearer` challenge, RFC 6750 §3.1) or the
+    /// failure is not the client's (keys unavailable, configuration).
+    pub const fn bearer_error(&self) -> Option<BearerError> {
+        match self {
+            Error::MissingToken
+            | Error::KeysUnavailable
+            | Error::InvalidKey(_)
+            | Error::KeyFetch(_)
+            | Error::Config(_) => None,
+            Error::MalformedAuthorization | Error::MultipleTokens | Error::TokenTooLarge { .. } => {
+                Some(BearerError::InvalidRequest)
+            }
+            _ => Some(BearerError::InvalidToken),
+        }
+    }
+
+    /// True when the failure is on the server's side and the client may retry
+    /// later (a `Retry-After` is then sent).
+    pub const fn is_temporary(&self) -> bool {
+        matches!(self, Error::KeysUnavailable | Error::KeyFetch(_))
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        assert_eq!(Error::MissingToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(Error::MissingToken.bearer_error(), None);
+        assert_eq!(Error::MultipleTokens.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(Error::Expired.code(), "token_expired");
+        assert_eq!(Error::Expired.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            Error::KeysUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(Error::KeysUnavailable.is_temporary());
+    }
+}

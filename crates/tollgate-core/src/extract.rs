@@ -1,0 +1,274 @@
+//! Finding the bearer token in a request (RFC 6750 §2).
+//!
+//! By default only `Authorization: Bearer <token>` is read: the scheme is
+//! case-insensitive, the token must be token68 characters, exactly one
+//! `Authorization` header may be present, and the token is bounded in size.
+//! A cookie or a query parameter is read only when configured.
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, Uri};
+//! use tollgate_core::{BearerExtractor, Error};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("authorization", HeaderValue::from_static("bearer abc.def.ghi"));
+//! let uri: Uri = "/items".parse().unwrap();
+//! let extractor = BearerExtractor::default();
+//! assert_eq!(extractor.extract(&headers, &uri).unwrap(), "abc.def.ghi");
+//! assert_eq!(extractor.extract(&HeaderMap::new(), &uri), Err(Error::MissingToken));
+//! ```
+
+use std::borrow::Cow;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, Uri};
+
+use crate::error::{Error, Result};
+
+/// Default bound on a token's size: 8 KiB.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Where tokens are read from, and how large they may be.
+#[derive(Debug, Clone)]
+pub struct BearerExtractor {
+    max_len: usize,
+    cookie: Option<String>,
+    query: Option<String>,
+}
+
+impl Default for BearerExtractor {
+    fn default() -> Self {
+        BearerExtractor {
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+            cookie: None,
+            query: None,
+        }
+    }
+}
+
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+fn check_token(token: &str, max_len: usize) -> Result<()> {
+    if token.len() > max_len {
+        return Err(Error::TokenTooLarge { limit: max_len });
+    }
+    // token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let bytes = token.as_bytes();
+    let body_end = bytes.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    if body_end == 0
+        || !bytes[..body_end]
+            .iter()
+            .all(|&b| is_token68(b) && b != b'=')
+    {
+        return Err(Error::MalformedAuthorization);
+    }
+    Ok(())
+}
+
+impl BearerExtractor {
+    /// Header only, 8 KiB bound.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bound on the token's length in bytes. Default 8 KiB.
+    pub fn max_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
+    }
+
+    /// Also reads the token from this cookie (when no header is sent).
+    pub fn cookie(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// Also reads the token from this query parameter (RFC 6750 §2.3, e.g.
+    /// `access_token`). Query strings end up in logs; prefer the header.
+    pub fn query(mut self, name: impl Into<String>) -> Self {
+        self.query = Some(name.into());
+        self
+    }
+
+    /// The token of a request. Sending it in more than one place is an error.
+    pub fn extract<'r>(&self, headers: &'r HeaderMap, uri: &'r Uri) -> Result<Cow<'r, str>> {
+        let mut found: Option<Cow<'r, str>> = None;
+        fn put<'r>(found: &mut Option<Cow<'r, str>>, t: Cow<'r, str>) -> Result<()> {
+            if found.replace(t).is_some() {
+                Err(Error::MultipleTokens)
+            } else {
+                Ok(())
+            }
+        }
+        let mut auth = headers.get_all(AUTHORIZATION).iter();
+        if let Some(value) = auth.next() {
+            if auth.next().is_some() {
+                return Err(Error::MultipleTokens);
+            }
+            put(
+                &mut found,
+                Cow::Borrowed(self.from_authorization(value.as_bytes())?),
+            )?;
+        }
+        if let Some(name) = &self.query {
+            if let Some(q) = uri.query() {
+                for pair in q.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if k == name {
+                        let v = percent_decode(v).ok_or(Error::MalformedAuthorization)?;
+                        check_token(&v, self.max_len)?;
+                        put(&mut found, v)?;
+                    }
+                }
+            }
+        }
+        if found.is_none() {
+            if let Some(name) = &self.cookie {
+                for value in headers.get_all(COOKIE) {
+                    let Ok(value) = value.to_str() else { continue };
+                    for c in value.split(';') {
+                        if let Some((k, v)) = c.trim().split_once('=') {
+                            if k == name {
+                                let v = v.trim_matches('"');
+                                check_token(v, self.max_len)?;
+                                put(&mut found, Cow::Borrowed(v))?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        found.ok_or(Error::MissingToken)
+    }
+
+    fn from_authorization<'v>(&self, value: &'v [u8]) -> Result<&'v str> {
+        // Bound first so an oversized header is not scanned.
+        if value.len() > self.max_len + 7 + 64 {
+            return Err(Error::TokenTooLarge {
+                limit: self.max_len,
+            });
+        }
+        let value = std::str::from_utf8(value).map_err(|_| Error::MalformedAuthorization)?;
+        let (scheme, rest) = value.split_once(' ').ok_or(Error::MalformedAuthorization)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Error::MalformedAuthorization);
+        }
+        let token = rest.trim_start_matches(' ').trim_end_matches([' ', '\t']);
+        check_token(token, self.max_len)?;
+        Ok(token)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains(['%', '+']) {
+        return Some(Cow::Borrowed(s));
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            // In a form-encoded query `+` is a space, which no token contains.
+            b'+' => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn hdrs(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn root() -> Uri {
+        Uri::from_static("/")
+    }
+
+    #[test]
+    fn authorization_header_rules() {
+        let e = BearerExtractor::default();
+        let uri = root();
+        assert_eq!(e.extract(&hdrs(&["Bearer a.b.c"]), &uri).unwrap(), "a.b.c");
+        assert_eq!(e.extract(&hdrs(&["BEARER a.b.c"]), &uri).unwrap(), "a.b.c");
+        assert_eq!(
+            e.extract(&hdrs(&["bEaReR   a.b.c=="]), &uri).unwrap(),
+            "a.b.c=="
+        );
+        assert_eq!(e.extract(&hdrs(&[]), &uri), Err(Error::MissingToken));
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer =a",
+            "Bearera.b.c",
+            "Bearer a=b",
+        ] {
+            assert_eq!(
+                e.extract(&hdrs(&[bad]), &uri),
+                Err(Error::MalformedAuthorization),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            e.extract(&hdrs(&["Bearer a.b.c", "Bearer d.e.f"]), &uri),
+            Err(Error::MultipleTokens)
+        );
+        let small = BearerExtractor::new().max_len(4);
+        assert_eq!(
+            small.extract(&hdrs(&["Bearer a.b.c"]), &uri),
+            Err(Error::TokenTooLarge { limit: 4 })
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xffab").unwrap(),
+        );
+        assert_eq!(e.extract(&h, &uri), Err(Error::MalformedAuthorization));
+    }
+
+    #[test]
+    fn cookie_and_query_only_when_configured() {
+        let uri: Uri = "/x?access_token=q.r.s&a=1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("theme=dark; tg=c.d.e"));
+        assert_eq!(
+            BearerExtractor::default().extract(&h, &uri),
+            Err(Error::MissingToken)
+        );
+        let e = BearerExtractor::new().cookie("tg");
+        assert_eq!(e.extract(&h, &root()).unwrap(), "c.d.e");
+        let e = BearerExtractor::new().query("access_token");
+        assert_eq!(e.extract(&HeaderMap::new(), &uri).unwrap(), "q.r.s");
+        let enc: Uri = "/x?access_token=a%2Fb.c".parse().unwrap();
+        assert_eq!(e.extract(&HeaderMap::new(), &enc).unwrap(), "a/b.c");
+        assert_eq!(
+            e.extract(&hdrs(&["Bearer a.b.c"]), &uri),
+            Err(Error::MultipleTokens)
+        );
+        let e = BearerExtractor::new().cookie("tg");
+        let mut both = hdrs(&["Bearer a.b.c"]);
+        both.insert(COOKIE, HeaderValue::from_static("tg=c.d.e"));
+        // The header wins over the cookie: cookies are ambient, headers explicit.
+        assert_eq!(e.extract(&both, &root()).unwrap(), "a.b.c");
+    }
+}

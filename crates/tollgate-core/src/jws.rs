@@ -1,0 +1,172 @@
+//! Compact JWS (RFC 7515 §7.1) parsing and verification.
+//!
+//! The request path splits the token, decodes the header into borrowed
+//! fields and checks the signature with an already parsed key. Header
+//! parameters that point at keys (`jku`, `x5u`, `jwk`, `x5c`) are never read:
+//! the key always comes from the configured key set.
+//!
+//! [`verify_compact`] is the low-level entry: one token, one key, the payload
+//! back. It does no claim validation; use the
+//! [`Authenticator`](crate::Authenticator) for bearer tokens.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::algorithm::Algorithm;
+use crate::error::{Error, Result};
+use crate::key::VerifyingKey;
+
+/// Largest signature accepted: RSA-8192 (1,024 bytes).
+const MAX_SIGNATURE: usize = 1024;
+
+/// The three parts of a compact JWS, still encoded.
+pub(crate) struct Compact<'t> {
+    pub(crate) header: &'t str,
+    pub(crate) payload: &'t str,
+    pub(crate) signature: &'t str,
+    /// `header.payload`, the bytes the signature covers.
+    pub(crate) signing_input: &'t [u8],
+}
+
+/// The JOSE header members Tollgate reads.
+#[derive(Deserialize)]
+pub(crate) struct Header<'a> {
+    #[serde(borrow)]
+    pub(crate) alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) crit: Option<IgnoredAny>,
+}
+
+pub(crate) fn split(token: &str) -> Result<Compact<'_>> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::MalformedToken("not three dot-separated parts"));
+    };
+    if header.is_empty() || payload.is_empty() {
+        return Err(Error::MalformedToken("empty header or payload"));
+    }
+    let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
+    Ok(Compact {
+        header,
+        payload,
+        signature,
+        signing_input,
+    })
+}
+
+pub(crate) fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| Error::MalformedToken(what))
+}
+
+/// Parses the header and checks what does not depend on the key: a known
+/// algorithm and no critical extensions.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header<'_>, Algorithm)> {
+    let header: Header<'_> = serde_json::from_slice(bytes)
+        .map_err(|_| Error::MalformedToken("header is not a valid JOSE header"))?;
+    // RFC 7515 §4.1.11: a recipient must reject `crit` extensions it does not
+    // understand. Tollgate understands none, so any `crit` is rejected.
+    if header.crit.is_some() {
+        return Err(Error::UnsupportedCriticalHeader);
+    }
+    let alg = Algorithm::from_name(&header.alg).ok_or(Error::UnsupportedAlgorithm)?;
+    Ok((header, alg))
+}
+
+/// Checks `signature` (still base64url) over the signing input.
+pub(crate) fn check_signature(key: &VerifyingKey, compact: &Compact<'_>) -> Result<()> {
+    let mut buf = [0u8; MAX_SIGNATURE];
+    let sig = &compact.signature;
+    // Encoded length bound first, so an oversized signature never decodes.
+    if sig.len() > MAX_SIGNATURE.div_ceil(3) * 4 {
+        return Err(Error::InvalidSignature);
+    }
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(sig, &mut buf)
+        .map_err(|_| Error::InvalidSignature)?;
+    if key.verify(compact.signing_input, &buf[..n]) {
+        Ok(())
+    } else {
+        Err(Error::InvalidSignature)
+    }
+}
+
+/// Verifies a compact JWS with one key and returns its decoded payload.
+///
+/// The header's `alg` must be the key's algorithm, `crit` must be absent, and
+/// the signature must verify. The payload is not interpreted.
+///
+/// ```
+/// use tollgate_core::{Algorithm, VerifyingKey, jws};
+///
+/// // RFC 7515 Appendix A.1 (HS256).
+/// let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
+///     .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
+///     .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// let secret = base64::Engine::decode(
+///     &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+///     "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+/// ).unwrap();
+/// let key = VerifyingKey::hmac(&secret, Algorithm::HS256).unwrap();
+/// let payload = jws::verify_compact(token, &key).unwrap();
+/// assert!(payload.starts_with(b"{\"iss\":\"joe\""));
+/// ```
+pub fn verify_compact(token: &str, key: &VerifyingKey) -> Result<Vec<u8>> {
+    let compact = split(token)?;
+    let header_bytes = decode_part(compact.header, "header is not base64url")?;
+    let (_, alg) = parse_header(&header_bytes)?;
+    if alg != key.algorithm() {
+        return Err(Error::AlgorithmNotAllowed);
+    }
+    check_signature(key, &compact)?;
+    decode_part(compact.payload, "payload is not base64url")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_rejects_wrong_shapes() {
+        for bad in ["", "a", "a.b", "a.b.c.d", ".b.c", "a..c"] {
+            assert!(matches!(split(bad), Err(Error::MalformedToken(_))), "{bad}");
+        }
+        let c = split("aa.bb.cc").unwrap();
+        assert_eq!(c.signing_input, b"aa.bb");
+    }
+
+    #[test]
+    fn header_rules() {
+        assert!(matches!(
+            parse_header(br#"{"alg":"none"}"#),
+            Err(Error::UnsupportedAlgorithm)
+        ));
+        assert!(matches!(
+            parse_header(br#"{"alg":"HS256","crit":["exp"],"exp":1}"#),
+            Err(Error::UnsupportedCriticalHeader)
+        ));
+        assert!(matches!(
+            parse_header(br#"{"alg":["HS256"]}"#),
+            Err(Error::MalformedToken(_))
+        ));
+        assert!(matches!(
+            parse_header(br#"{"alg":"HS256","alg":"RS256"}"#),
+            Err(Error::MalformedToken(_))
+        ));
+        let (h, alg) =
+            parse_header(br#"{"alg":"ES256","kid":"k\u0031","jku":"https://evil"}"#).unwrap();
+        assert_eq!(alg, Algorithm::ES256);
+        assert_eq!(h.kid.as_deref(), Some("k1"));
+    }
+}

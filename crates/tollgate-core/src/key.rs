@@ -1,0 +1,458 @@
+//! Verification keys: parsed once, bound to one algorithm, checked per token.
+//!
+//! A [`VerifyingKey`] is built from a PEM or DER public key, an HMAC secret,
+//! or a JWK. Parsing happens here, at load time; the request path only calls
+//! [`VerifyingKey::verify`] on an already parsed key.
+//!
+//! ```
+//! use tollgate_core::{Algorithm, VerifyingKey};
+//!
+//! let key = VerifyingKey::hmac(b"a secret of at least thirty-two bytes!", Algorithm::HS256)
+//!     .unwrap()
+//!     .with_kid("k1");
+//! assert_eq!(key.algorithm(), Algorithm::HS256);
+//! assert_eq!(key.kid(), Some("k1"));
+//! ```
+
+use std::fmt;
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use crate::algorithm::{Algorithm, Family};
+use crate::error::{Error, Result};
+
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// A parsed verification key bound to one algorithm.
+pub struct VerifyingKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    material: Material,
+    /// Canonical public material; two keys with equal fingerprints verify
+    /// the same signatures (used to keep parsed keys across JWKS refreshes).
+    fingerprint: Vec<u8>,
+}
+
+enum Material {
+    Hmac(hmac::Key),
+    Public(ParsedPublicKey),
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The HMAC secret never reaches a log.
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidKey(msg.into())
+}
+
+const fn hmac_algorithm(alg: Algorithm) -> Option<(hmac::Algorithm, usize)> {
+    match alg {
+        Algorithm::HS256 => Some((hmac::HMAC_SHA256, 32)),
+        Algorithm::HS384 => Some((hmac::HMAC_SHA384, 48)),
+        Algorithm::HS512 => Some((hmac::HMAC_SHA512, 64)),
+        _ => None,
+    }
+}
+
+fn public_algorithm(alg: Algorithm) -> &'static dyn sig::VerificationAlgorithm {
+    match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::ES512 => &sig::ECDSA_P521_SHA512_FIXED,
+        // HMAC never reaches here: callers dispatch on the family first.
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 | Algorithm::EdDSA => &sig::ED25519,
+    }
+}
+
+fn rsa_params(alg: Algorithm) -> &'static sig::RsaParameters {
+    match alg {
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[start..]
+}
+
+impl VerifyingKey {
+    /// An HMAC key. The secret must be at least as long as the hash output
+    /// (RFC 7518 §3.2: 32 bytes for HS256, 48 for HS384, 64 for HS512).
+    pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<Self> {
+        let (halg, min) = hmac_algorithm(alg)
+            .ok_or_else(|| invalid(format!("{alg} is not an HMAC algorithm")))?;
+        if secret.len() < min {
+            return Err(invalid(format!(
+                "{alg} needs a secret of at least {min} bytes, got {}",
+                secret.len()
+            )));
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+        Ok(VerifyingKey {
+            kid: None,
+            alg,
+            material: Material::Hmac(hmac::Key::new(halg, secret)),
+            fingerprint: digest.as_ref().to_vec(),
+        })
+    }
+
+    /// A public key in PEM (`PUBLIC KEY`, i.e. SubjectPublicKeyInfo, or
+    /// `RSA PUBLIC KEY`, PKCS#1).
+    pub fn from_pem(pem_text: &[u8], alg: Algorithm) -> Result<Self> {
+        let block = pem::parse(pem_text).map_err(|e| invalid(format!("bad PEM: {e}")))?;
+        match block.tag() {
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => Self::from_der(block.contents(), alg),
+            other => Err(invalid(format!(
+                "PEM block `{other}` is not a public key (expected PUBLIC KEY)"
+            ))),
+        }
+    }
+
+    /// A public key in DER: SubjectPublicKeyInfo for every family, PKCS#1
+    /// `RSAPublicKey` for RSA, a raw 32-byte key for Ed25519.
+    pub fn from_der(der: &[u8], alg: Algorithm) -> Result<Self> {
+        match alg.family() {
+            Family::Hmac => Err(invalid(format!(
+                "{alg} is an HMAC algorithm; a public key cannot be used with it"
+            ))),
+            Family::Rsa => {
+                let pk = aws_lc_rs::rsa::PublicKey::from_der(der)
+                    .map_err(|e| invalid(format!("not an RSA public key: {e}")))?;
+                let n = pk.modulus().big_endian_without_leading_zero().to_vec();
+                let e = pk.exponent().big_endian_without_leading_zero().to_vec();
+                Self::from_rsa_components(&n, &e, alg)
+            }
+            Family::Ec | Family::Okp => {
+                let parsed = ParsedPublicKey::new(public_algorithm(alg), der)
+                    .map_err(|e| invalid(format!("not a {alg} public key: {e}")))?;
+                let fingerprint = parsed.as_ref().to_vec();
+                Ok(VerifyingKey {
+                    kid: None,
+                    alg,
+                    material: Material::Public(parsed),
+                    fingerprint,
+                })
+            }
+        }
+    }
+
+    /// An RSA public key from its big-endian modulus and exponent.
+    pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> Result<Self> {
+        if alg.family() != Family::Rsa {
+            return Err(invalid(format!("{alg} is not an RSA algorithm")));
+        }
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e);
+        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        if bits < MIN_RSA_BITS {
+            return Err(invalid(format!(
+                "RSA key of {bits} bits refused (minimum {MIN_RSA_BITS})"
+            )));
+        }
+        let parsed = RsaPublicKeyComponents { n, e }
+            .to_parsed_public_key(rsa_params(alg))
+            .map_err(|e| invalid(format!("bad RSA key: {e}")))?;
+        let mut fingerprint = n.to_vec();
+        fingerprint.extend_from_slice(e);
+        Ok(VerifyingKey {
+            kid: None,
+            alg,
+            material: Material::Public(parsed),
+            fingerprint,
+        })
+    }
+
+    /// Sets the key id matched against the token's `kid` header.
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key id, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// True when both keys verify the same signatures with the same algorithm and kid.
+    pub(crate) fn same_as(&self, other: &VerifyingKey) -> bool {
+        self.alg == other.alg && self.kid == other.kid && self.fingerprint == other.fingerprint
+    }
+
+    /// Verifies `signature` over `message`. Constant-time for HMAC.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
+            Material::Public(key) => key.verify_sig(message, signature).is_ok(),
+        }
+    }
+
+    /// A key from a JWK. `trust` says where the JWK came from: symmetric
+    /// (`oct`) keys are only accepted from local configuration.
+    pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> Result<Self> {
+        if let Some(u) = &jwk.use_ {
+            if u != "sig" {
+                return Err(invalid(format!("`use` is `{u}`, not `sig`")));
+            }
+        }
+        if let Some(ops) = &jwk.key_ops {
+            if !ops.iter().any(|o| o == "verify") {
+                return Err(invalid("`key_ops` does not allow `verify`"));
+            }
+        }
+        let alg = match &jwk.alg {
+            Some(name) => Algorithm::from_name(name)
+                .ok_or_else(|| invalid(format!("unsupported `alg` `{name}`")))?,
+            None => jwk.inferred_alg()?,
+        };
+        let b64 = |field: &Option<String>, name: &str| -> Result<Vec<u8>> {
+            let v = field
+                .as_deref()
+                .ok_or_else(|| invalid(format!("missing `{name}`")))?;
+            URL_SAFE_NO_PAD
+                .decode(v)
+                .map_err(|_| invalid(format!("`{name}` is not base64url")))
+        };
+        let key = match (jwk.kty.as_str(), alg.family()) {
+            ("oct", Family::Hmac) => {
+                if trust == JwkTrust::Remote {
+                    return Err(invalid(
+                        "symmetric (`oct`) keys are never taken from a remote JWKS",
+                    ));
+                }
+                Self::hmac(&b64(&jwk.k, "k")?, alg)?
+            }
+            ("RSA", Family::Rsa) => {
+                Self::from_rsa_components(&b64(&jwk.n, "n")?, &b64(&jwk.e, "e")?, alg)?
+            }
+            ("EC", Family::Ec) => {
+                let (crv, len) = match alg {
+                    Algorithm::ES256 => ("P-256", 32),
+                    Algorithm::ES384 => ("P-384", 48),
+                    _ => ("P-521", 66),
+                };
+                if jwk.crv.as_deref() != Some(crv) {
+                    return Err(invalid(format!("{alg} needs `crv` {crv}")));
+                }
+                let x = b64(&jwk.x, "x")?;
+                let y = b64(&jwk.y, "y")?;
+                if x.len() != len || y.len() != len {
+                    return Err(invalid("EC coordinates have the wrong length"));
+                }
+                let mut point = Vec::with_capacity(1 + 2 * len);
+                point.push(4);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Self::from_der(&point, alg)?
+            }
+            ("OKP", Family::Okp) => {
+                if jwk.crv.as_deref() != Some("Ed25519") {
+                    return Err(invalid("EdDSA keys must have `crv` Ed25519"));
+                }
+                let x = b64(&jwk.x, "x")?;
+                if x.len() != 32 {
+                    return Err(invalid("Ed25519 key must be 32 bytes"));
+                }
+                Self::from_der(&x, alg)?
+            }
+            (kty, _) => {
+                return Err(invalid(format!("`kty` `{kty}` does not fit `alg` {alg}")));
+            }
+        };
+        Ok(match &jwk.kid {
+            Some(kid) => key.with_kid(kid.clone()),
+            None => key,
+        })
+    }
+}
+
+/// Where a JWK comes from, which decides what it may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwkTrust {
+    /// Local configuration: symmetric keys allowed.
+    Local,
+    /// A fetched JWKS: public keys only.
+    Remote,
+}
+
+/// A JSON Web Key (RFC 7517), the members Tollgate reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[non_exhaustive]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC`, `OKP`, `oct`.
+    pub kty: String,
+    /// Key id.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Algorithm the key is for.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Intended use: must be `sig` when present.
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    /// Permitted operations: must include `verify` when present.
+    #[serde(default)]
+    pub key_ops: Option<Vec<String>>,
+    /// Curve for `EC` and `OKP`.
+    #[serde(default)]
+    pub crv: Option<String>,
+    /// RSA modulus.
+    #[serde(default)]
+    pub n: Option<String>,
+    /// RSA exponent.
+    #[serde(default)]
+    pub e: Option<String>,
+    /// EC x coordinate or OKP public key.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// EC y coordinate.
+    #[serde(default)]
+    pub y: Option<String>,
+    /// Symmetric key.
+    #[serde(default)]
+    pub k: Option<String>,
+}
+
+impl Jwk {
+    /// The algorithm implied by a JWK without `alg`: the curve decides for EC
+    /// and OKP keys; RSA keys default to RS256 (what issuers that omit `alg`
+    /// mean); `oct` keys must say.
+    fn inferred_alg(&self) -> Result<Algorithm> {
+        match (self.kty.as_str(), self.crv.as_deref()) {
+            ("EC", Some("P-256")) => Ok(Algorithm::ES256),
+            ("EC", Some("P-384")) => Ok(Algorithm::ES384),
+            ("EC", Some("P-521")) => Ok(Algorithm::ES512),
+            ("OKP", Some("Ed25519")) => Ok(Algorithm::EdDSA),
+            ("RSA", _) => Ok(Algorithm::RS256),
+            _ => Err(invalid(format!(
+                "cannot tell the algorithm of a `{}` key without `alg`",
+                self.kty
+            ))),
+        }
+    }
+}
+
+/// A key of a JWKS document that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// The key's `kid`, if it had a readable one.
+    pub kid: Option<String>,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Parses a JWKS document (`{"keys": [...]}`). Keys that cannot be used are
+/// skipped and reported; the document itself must be valid JSON with a
+/// `keys` array.
+pub fn parse_jwks(
+    document: &[u8],
+    trust: JwkTrust,
+) -> Result<(Vec<VerifyingKey>, Vec<SkippedKey>)> {
+    #[derive(Deserialize)]
+    struct Doc {
+        keys: Vec<serde_json::Value>,
+    }
+    let doc: Doc = serde_json::from_slice(document)
+        .map_err(|_| Error::KeyFetch("not a JWKS document (needs a `keys` array)".into()))?;
+    let mut keys = Vec::with_capacity(doc.keys.len());
+    let mut skipped = Vec::new();
+    for value in doc.keys {
+        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        let parsed = serde_json::from_value::<Jwk>(value)
+            .map_err(|e| invalid(format!("bad JWK: {e}")))
+            .and_then(|jwk| VerifyingKey::from_jwk(&jwk, trust));
+        match parsed {
+            Ok(key) => keys.push(key),
+            Err(e) => skipped.push(SkippedKey {
+                kid,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((keys, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_hmac_secret_refused() {
+        assert!(VerifyingKey::hmac(b"short", Algorithm::HS256).is_err());
+        assert!(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).is_ok());
+        assert!(VerifyingKey::hmac(&[7; 32], Algorithm::HS512).is_err());
+        assert!(VerifyingKey::hmac(&[7; 32], Algorithm::RS256).is_err());
+    }
+
+    #[test]
+    fn small_rsa_refused() {
+        let n = [0xffu8; 128]; // 1024 bits
+        let err = VerifyingKey::from_rsa_components(&n, &[1, 0, 1], Algorithm::RS256).unwrap_err();
+        assert!(err.to_string().contains("1024 bits"), "{err}");
+    }
+
+    #[test]
+    fn jwk_use_and_key_ops_respected() {
+        let enc: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","use":"enc","alg":"HS256","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        )
+        .unwrap();
+        assert!(VerifyingKey::from_jwk(&enc, JwkTrust::Local).is_err());
+        let ops: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","key_ops":["sign"],"alg":"HS256","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        )
+        .unwrap();
+        assert!(VerifyingKey::from_jwk(&ops, JwkTrust::Local).is_err());
+        let ok: Jwk = serde_json::from_str(
+            r#"{"kty":"oct","key_ops":["verify"],"alg":"HS256","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        )
+        .unwrap();
+        assert!(VerifyingKey::from_jwk(&ok, JwkTrust::Local).is_ok());
+        assert!(VerifyingKey::from_jwk(&ok, JwkTrust::Remote).is_err());
+    }
+
+    #[test]
+    fn jwks_skips_bad_keys_and_keeps_good_ones() {
+        let doc = br#"{"keys":[
+            {"kty":"EC","crv":"P-256","kid":"bad","x":"AA","y":"AA"},
+            {"kty":"weird","kid":"weird"},
+            {"kty":"oct","kid":"sym","alg":"HS256","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+        ]}"#;
+        let (keys, skipped) = parse_jwks(doc, JwkTrust::Local).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid(), Some("sym"));
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(skipped[0].kid.as_deref(), Some("bad"));
+        let (keys, skipped) = parse_jwks(doc, JwkTrust::Remote).unwrap();
+        assert!(keys.is_empty());
+        assert_eq!(skipped.len(), 3);
+        assert!(parse_jwks(b"[]", JwkTrust::Remote).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Tollgate: JWT bearer tokens for Rust APIs — issue, validate, meter in
+//! credits, revoke.
+//!
+//! This umbrella crate re-exports the workspace crates: [`core`] always, the
+//! framework integrations behind features as they land.
+
+#![forbid(unsafe_code)]
+
+pub use tollgate_core as core;
+pub use tollgate_core::{
+    Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
+    VerifyingKey,
+};
