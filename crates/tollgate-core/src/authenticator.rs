@@ -376,15 +376,15 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
     /// `aud`, required claims, and the application claims `C`.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified<C>>> {
         let now = now_ms();
-        if let Some(cache) = &self.inner.cache {
-            if let Some(hit) = cache.get(token) {
-                let issuer = &self.inner.issuers[hit.issuer];
-                if hit.key.strong_count() > 0 && issuer.usable(now) {
-                    check_times(&hit.verified.reg, &issuer.cfg, now / 1000)?;
-                    return Ok(hit.verified);
-                }
-                cache.invalidate(token);
+        if let Some(cache) = &self.inner.cache
+            && let Some(hit) = cache.get(token)
+        {
+            let issuer = &self.inner.issuers[hit.issuer];
+            if hit.key.strong_count() > 0 && issuer.usable(now) {
+                check_times(&hit.verified.reg, &issuer.cfg, now / 1000)?;
+                return Ok(hit.verified);
             }
+            cache.invalidate(token);
         }
         let (verified, key, issuer) = self.verify_uncached(token, now).await?;
         let verified = Arc::new(verified);
@@ -428,14 +428,13 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         if cfg.algorithms.as_ref().is_some_and(|a| !a.contains(&alg)) {
             return Err(Error::AlgorithmNotAllowed);
         }
-        if let Some(required) = &cfg.required_type {
-            if !header
+        if let Some(required) = &cfg.required_type
+            && !header
                 .typ
                 .as_deref()
                 .is_some_and(|t| type_matches(t, required))
-            {
-                return Err(Error::InvalidType);
-            }
+        {
+            return Err(Error::InvalidType);
         }
         let kid = header.kid.as_deref();
         let key = match &state.keys {
@@ -453,10 +452,10 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             return Err(Error::MissingClaim("exp".into()));
         }
         check_times(reg, cfg, now_ms / 1000)?;
-        if let Some(iat) = reg.iat {
-            if iat > (now_ms / 1000).saturating_add(cfg.leeway.as_secs() as i64) {
-                return Err(Error::IssuedInFuture);
-            }
+        if let Some(iat) = reg.iat
+            && iat > (now_ms / 1000).saturating_add(cfg.leeway.as_secs() as i64)
+        {
+            return Err(Error::IssuedInFuture);
         }
         if !reg.has_aud {
             return Err(Error::MissingClaim("aud".into()));
@@ -515,10 +514,10 @@ fn check_times(reg: &crate::claims::Registered, cfg: &Issuer, now: i64) -> Resul
     if reg.exp.saturating_add(leeway) <= now {
         return Err(Error::Expired);
     }
-    if let Some(nbf) = reg.nbf {
-        if nbf > now.saturating_add(leeway) {
-            return Err(Error::NotYetValid);
-        }
+    if let Some(nbf) = reg.nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(Error::NotYetValid);
     }
     Ok(())
 }

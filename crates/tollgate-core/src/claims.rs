@@ -223,10 +223,10 @@ impl<'p> Payload<'p> {
 fn claim_name_of(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     for marker in ["missing field `", "duplicate field `"] {
-        if let Some(rest) = msg.split(marker).nth(1) {
-            if let Some(name) = rest.split('`').next() {
-                return name.to_owned();
-            }
+        if let Some(rest) = msg.split(marker).nth(1)
+            && let Some(name) = rest.split('`').next()
+        {
+            return name.to_owned();
         }
     }
     "application claims".to_owned()

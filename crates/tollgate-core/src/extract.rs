@@ -108,33 +108,33 @@ impl BearerExtractor {
             }
             put(
                 &mut found,
-                Cow::Borrowed(self.from_authorization(value.as_bytes())?),
+                Cow::Borrowed(self.parse_authorization(value.as_bytes())?),
             )?;
         }
-        if let Some(name) = &self.query {
-            if let Some(q) = uri.query() {
-                for pair in q.split('&') {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if k == name {
-                        let v = percent_decode(v).ok_or(Error::MalformedAuthorization)?;
-                        check_token(&v, self.max_len)?;
-                        put(&mut found, v)?;
-                    }
+        if let Some(name) = &self.query
+            && let Some(q) = uri.query()
+        {
+            for pair in q.split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if k == name {
+                    let v = percent_decode(v).ok_or(Error::MalformedAuthorization)?;
+                    check_token(&v, self.max_len)?;
+                    put(&mut found, v)?;
                 }
             }
         }
-        if found.is_none() {
-            if let Some(name) = &self.cookie {
-                for value in headers.get_all(COOKIE) {
-                    let Ok(value) = value.to_str() else { continue };
-                    for c in value.split(';') {
-                        if let Some((k, v)) = c.trim().split_once('=') {
-                            if k == name {
-                                let v = v.trim_matches('"');
-                                check_token(v, self.max_len)?;
-                                put(&mut found, Cow::Borrowed(v))?;
-                            }
-                        }
+        if found.is_none()
+            && let Some(name) = &self.cookie
+        {
+            for value in headers.get_all(COOKIE) {
+                let Ok(value) = value.to_str() else { continue };
+                for c in value.split(';') {
+                    if let Some((k, v)) = c.trim().split_once('=')
+                        && k == name
+                    {
+                        let v = v.trim_matches('"');
+                        check_token(v, self.max_len)?;
+                        put(&mut found, Cow::Borrowed(v))?;
                     }
                 }
             }
@@ -142,7 +142,7 @@ impl BearerExtractor {
         found.ok_or(Error::MissingToken)
     }
 
-    fn from_authorization<'v>(&self, value: &'v [u8]) -> Result<&'v str> {
+    fn parse_authorization<'v>(&self, value: &'v [u8]) -> Result<&'v str> {
         // Bound first so an oversized header is not scanned.
         if value.len() > self.max_len + 7 + 64 {
             return Err(Error::TokenTooLarge {

@@ -38,6 +38,7 @@ pub struct VerifyingKey {
     fingerprint: Vec<u8>,
 }
 
+#[allow(clippy::large_enum_variant)] // one per key, never moved on the hot path
 enum Material {
     Hmac(hmac::Key),
     Public(ParsedPublicKey),
@@ -217,15 +218,15 @@ impl VerifyingKey {
     /// A key from a JWK. `trust` says where the JWK came from: symmetric
     /// (`oct`) keys are only accepted from local configuration.
     pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> Result<Self> {
-        if let Some(u) = &jwk.use_ {
-            if u != "sig" {
-                return Err(invalid(format!("`use` is `{u}`, not `sig`")));
-            }
+        if let Some(u) = &jwk.use_
+            && u != "sig"
+        {
+            return Err(invalid(format!("`use` is `{u}`, not `sig`")));
         }
-        if let Some(ops) = &jwk.key_ops {
-            if !ops.iter().any(|o| o == "verify") {
-                return Err(invalid("`key_ops` does not allow `verify`"));
-            }
+        if let Some(ops) = &jwk.key_ops
+            && !ops.iter().any(|o| o == "verify")
+        {
+            return Err(invalid("`key_ops` does not allow `verify`"));
         }
         let alg = match &jwk.alg {
             Some(name) => Algorithm::from_name(name)

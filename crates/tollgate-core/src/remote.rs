@@ -285,11 +285,11 @@ impl RemoteKeys {
 
     /// Starts the background refresh once, when a runtime is at hand.
     fn start_refresher(self: &Arc<Self>, st: &mut FetchState) {
-        if !st.refresher_started {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                st.refresher_started = true;
-                handle.spawn(refresher(Arc::downgrade(self)));
-            }
+        if !st.refresher_started
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            st.refresher_started = true;
+            handle.spawn(refresher(Arc::downgrade(self)));
         }
     }
 
@@ -398,15 +398,15 @@ fn parse_max_age(v: &str) -> Option<Duration> {
         if d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store") {
             return Some(Duration::ZERO);
         }
-        if let Some((k, val)) = d.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("max-age") {
-                age = val
-                    .trim()
-                    .trim_matches('"')
-                    .parse::<u64>()
-                    .ok()
-                    .map(Duration::from_secs);
-            }
+        if let Some((k, val)) = d.split_once('=')
+            && k.trim().eq_ignore_ascii_case("max-age")
+        {
+            age = val
+                .trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     age
