@@ -1,0 +1,323 @@
+//! Remote keys over a real loopback JWKS server that counts its hits:
+//! single-flight fetches, unknown-kid cool-down, rotation, outage, discovery,
+//! several issuers.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{JwksServer, Signer, good_claims};
+use tollgate::core::{Authenticator, Error, Issuer, RemoteOptions, error_response};
+
+fn remote_issuer(server: &JwksServer) -> Issuer {
+    Issuer::new(server.base())
+        .audience("api")
+        .jwks_url(server.jwks_url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_validations_of_a_new_kid_cause_one_fetch() {
+    let old = Signer::es256();
+    let new = Signer::es256();
+    let server = JwksServer::start(vec![old.jwk("old")]).await;
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .without_cache()
+        .build()
+        .unwrap();
+    assert!(!auth.is_ready());
+    auth.ready().await.unwrap();
+    assert!(auth.is_ready());
+    assert_eq!(server.hits(), 1);
+
+    server.set_keys(vec![old.jwk("old"), new.jwk("new")]);
+    let token: Arc<str> = new.sign(Some("new"), &good_claims(&server.base())).into();
+    let barrier = Arc::new(tokio::sync::Barrier::new(1000));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (auth, token, barrier) = (auth.clone(), token.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                auth.verify(&token)
+                    .await
+                    .map(|v| v.subject().map(str::to_owned))
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().as_deref(), Some("user-1"));
+    }
+    assert_eq!(
+        server.hits(),
+        2,
+        "one load, then exactly one fetch for the new kid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_unknown_kids_cost_at_most_one_fetch_per_cooldown() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k1")]).await;
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let claims = good_claims(&server.base());
+    let known = signer.sign(Some("k1"), &claims);
+
+    let tokens: Vec<String> = (0..10_000u32)
+        .map(|i| {
+            let kid = format!("rnd-{:08x}", i.wrapping_mul(2_654_435_761));
+            signer.sign(Some(&kid), &claims)
+        })
+        .collect();
+    let chunks: Vec<Vec<String>> = tokens.chunks(2_500).map(<[String]>::to_vec).collect();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                for t in chunk {
+                    assert_eq!(auth.verify(&t).await.unwrap_err(), Error::UnknownKey);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(server.hits() <= 2, "hits: {}", server.hits());
+    // Known kids keep working throughout.
+    assert!(auth.verify(&known).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_is_picked_up_and_drops_cached_tokens_of_the_old_key() {
+    let a = Signer::es256();
+    let b = Signer::es256();
+    let server = JwksServer::start(vec![a.jwk("a")]).await;
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .build()
+        .unwrap();
+    let claims = good_claims(&server.base());
+    let token_a = a.sign(Some("a"), &claims);
+    let first = auth.verify(&token_a).await.unwrap();
+    // A hit returns the same verified token.
+    assert!(Arc::ptr_eq(&first, &auth.verify(&token_a).await.unwrap()));
+
+    server.set_keys(vec![b.jwk("b")]);
+    let token_b = b.sign(Some("b"), &claims);
+    assert!(auth.verify(&token_b).await.is_ok());
+    assert_eq!(server.hits(), 2);
+    // Key `a` left the set: its cached token no longer passes.
+    assert_eq!(auth.verify(&token_a).await.unwrap_err(), Error::UnknownKey);
+    assert_eq!(server.hits(), 2, "the cool-down holds back a second fetch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_keeps_known_keys_then_answers_503_after_the_stale_bound() {
+    let signer = Signer::es256();
+    let mut server = JwksServer::start(vec![signer.jwk("k")]).await;
+    server.state.lock().unwrap().cache_control = Some("max-age=1".into());
+    let mut opts = RemoteOptions::default();
+    opts.min_refresh = Duration::from_secs(1);
+    opts.max_refresh = Duration::from_secs(1);
+    opts.max_stale = Duration::from_secs(1);
+    opts.error_backoff = Duration::from_millis(200);
+    opts.timeout = Duration::from_secs(1);
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server).remote_options(opts))
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    assert!(auth.verify(&token).await.is_ok());
+
+    server.stop().await;
+    // Known keys keep working: no request waits on the dead endpoint.
+    assert!(auth.verify(&token).await.is_ok());
+
+    // Poll until the stale bound passes (lifetime 1 s + stale 1 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let err = loop {
+        match auth.verify(&token).await {
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "keys never went stale"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Error::KeysUnavailable);
+    let resp = error_response(&err, None);
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(!auth.is_ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refresh_follows_max_age() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    server.state.lock().unwrap().cache_control = Some("public, max-age=1".into());
+    let mut opts = RemoteOptions::default();
+    opts.min_refresh = Duration::from_secs(1);
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server).remote_options(opts))
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while server.hits() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no background refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(auth.is_ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_finds_the_jwks_and_checks_the_issuer() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    let discovery = format!("{}/.well-known/openid-configuration", server.base());
+    let auth = Authenticator::builder()
+        .issuer(
+            Issuer::new(server.base())
+                .audience("api")
+                .discovery_url(discovery.clone()),
+        )
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    assert!(auth.verify(&token).await.is_ok());
+    assert_eq!(server.hits(), 1);
+
+    server.state.lock().unwrap().discovery_issuer = Some("https://impostor.example".into());
+    let wrong = Authenticator::builder()
+        .issuer(
+            Issuer::new(server.base())
+                .audience("api")
+                .discovery_url(discovery),
+        )
+        .build()
+        .unwrap();
+    let err = wrong.ready().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyFetch(m) if m.contains("impostor")),
+        "{err}"
+    );
+    assert_eq!(
+        wrong.verify(&token).await.unwrap_err(),
+        Error::KeysUnavailable
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_issuers_side_by_side() {
+    let remote_signer = Signer::es256();
+    let server = JwksServer::start(vec![remote_signer.jwk("r")]).await;
+    let local = Signer::hs256(&[9; 32]);
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .issuer(
+            Issuer::new("https://local.example")
+                .audience("api")
+                .key(local.verifying_key().with_kid("l")),
+        )
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let r = auth
+        .verify(&remote_signer.sign(Some("r"), &good_claims(&server.base())))
+        .await
+        .unwrap();
+    assert_eq!(r.issuer(), server.base());
+    let l = auth
+        .verify(&local.sign(Some("l"), &good_claims("https://local.example")))
+        .await
+        .unwrap();
+    assert_eq!(l.issuer(), "https://local.example");
+    // One issuer's key never vouches for the other's tokens.
+    let crossed = local.sign(Some("l"), &good_claims(&server.base()));
+    assert!(auth.verify(&crossed).await.is_err());
+    let crossed = remote_signer.sign(Some("r"), &good_claims("https://local.example"));
+    assert_eq!(auth.verify(&crossed).await.unwrap_err(), Error::UnknownKey);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_set_rules_oct_keys_key_urls_and_size_bound() {
+    let signer = Signer::es256();
+    let attacker = Signer::es256();
+    let server = JwksServer::start(vec![
+        signer.jwk("k"),
+        json!({"kty":"oct","kid":"sym","alg":"HS256","k": support::b64(&[1; 32])}),
+    ])
+    .await;
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let claims = good_claims(&server.base());
+    // A symmetric key published in a JWKS is never used.
+    let hs = Signer::hs256(&[1; 32]).sign(Some("sym"), &claims);
+    assert_eq!(auth.verify(&hs).await.unwrap_err(), Error::UnknownKey);
+    // Key-carrying headers are never followed nor trusted.
+    for h in [
+        json!({"alg":"ES256","kid":"k","jku": format!("{}/evil", server.base())}),
+        json!({"alg":"ES256","kid":"k","x5u": format!("{}/evil", server.base())}),
+        json!({"alg":"ES256","kid":"k","jwk": attacker.jwk("k")}),
+    ] {
+        let t = attacker.sign_raw(&h.to_string(), &claims.to_string());
+        assert_eq!(auth.verify(&t).await.unwrap_err(), Error::InvalidSignature);
+    }
+    assert_eq!(
+        server.other_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    server.state.lock().unwrap().oversized = true;
+    let big = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .build()
+        .unwrap();
+    let err = big.ready().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::KeyFetch(m) if m.contains("bytes")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_is_temporary_not_invalid() {
+    // A port nobody listens on: bind, note the port, close.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let iss = format!("http://{addr}");
+    let auth = Authenticator::builder()
+        .issuer(
+            Issuer::new(iss.clone())
+                .audience("api")
+                .jwks_url(format!("{iss}/keys")),
+        )
+        .build()
+        .unwrap();
+    assert!(matches!(auth.ready().await, Err(Error::KeyFetch(_))));
+    let token = Signer::es256().sign(Some("k"), &good_claims(&iss));
+    let err = auth.verify(&token).await.unwrap_err();
+    assert_eq!(err, Error::KeysUnavailable);
+    assert_eq!(err.status(), 503);
+}
