@@ -2,6 +2,8 @@
 //! single-flight fetches, unknown-kid cool-down, rotation, outage, discovery,
 //! several issuers.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;

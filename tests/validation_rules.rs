@@ -2,6 +2,8 @@
 //! for algorithm confusion). Where jsonwebtoken 11 on its own lets a token
 //! through, the test shows that too, then shows Tollgate refusing it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;

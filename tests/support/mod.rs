@@ -1,7 +1,7 @@
 //! Shared test parts: signing keys, token minting, and a loopback JWKS server
 //! that counts its hits.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::large_enum_variant)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
