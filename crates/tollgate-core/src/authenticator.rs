@@ -14,8 +14,11 @@
 //! # let _ = auth;
 //! ```
 
+use std::any::TypeId;
+use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -254,10 +257,12 @@ impl<C> AuthenticatorBuilder<C> {
             moka::sync::Cache::builder()
                 .max_capacity(c.capacity)
                 .time_to_live(c.ttl)
-                .build()
+                .build_with_hasher(TokenHashBuilder::default())
         });
         Ok(Authenticator {
             inner: Arc::new(Inner {
+                required_claims: states.iter().any(|s| !s.cfg.required_claims.is_empty()),
+                headers: KnownHeaders::default(),
                 issuers: states,
                 cache,
             }),
@@ -283,7 +288,37 @@ impl<C> Clone for CacheEntry<C> {
 
 struct Inner<C> {
     issuers: Vec<IssuerState>,
-    cache: Option<moka::sync::Cache<Arc<str>, CacheEntry<C>>>,
+    headers: KnownHeaders,
+    /// Some issuer requires claims by name: member names must be kept.
+    required_claims: bool,
+    cache: Option<moka::sync::Cache<Arc<str>, CacheEntry<C>, TokenHashBuilder>>,
+}
+
+/// Hashes a token by its length and its last 32 bytes (the end of the
+/// signature, random per token), keyed per process. Equality still compares
+/// the whole token, and only verified tokens are ever inserted, so a chosen
+/// collision buys an attacker nothing; hashing 32 bytes instead of several
+/// hundred keeps a cache hit cheap.
+#[derive(Clone, Default)]
+struct TokenHashBuilder(std::hash::RandomState);
+
+impl BuildHasher for TokenHashBuilder {
+    type Hasher = TokenHasher;
+    fn build_hasher(&self) -> TokenHasher {
+        TokenHasher(self.0.build_hasher())
+    }
+}
+
+struct TokenHasher(std::hash::DefaultHasher);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// Verifies bearer tokens against one or more issuers.
@@ -386,7 +421,24 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             }
             cache.invalidate(token);
         }
-        let (verified, key, issuer) = self.verify_uncached(token, now).await?;
+        let (verified, key, issuer) = match self.verify_uncached(token, now, false) {
+            Attempt::Done(r) => r?,
+            Attempt::Fetch {
+                issuer,
+                seen,
+                unknown_kid,
+            } => {
+                let Keys::Remote(remote) = &self.inner.issuers[issuer].keys else {
+                    return Err(Error::KeysUnavailable);
+                };
+                // Boxed: the rare fetch path must not bloat every verify future.
+                Box::pin(remote.refresh(seen, unknown_kid.as_ref().map(|k| k.as_deref()))).await?;
+                match self.verify_uncached(token, now_ms(), true) {
+                    Attempt::Done(r) => r?,
+                    Attempt::Fetch { .. } => return Err(Error::KeysUnavailable),
+                }
+            }
+        };
         let verified = Arc::new(verified);
         if let Some(cache) = &self.inner.cache {
             cache.insert(
@@ -401,16 +453,45 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         Ok(verified)
     }
 
-    async fn verify_uncached(
+    /// Everything but waiting: returns [`Attempt::Fetch`] when remote keys
+    /// must be loaded first (never when `after_fetch`).
+    fn verify_uncached(&self, token: &str, now_ms: i64, after_fetch: bool) -> Attempt<C> {
+        match self.verify_inner(token, now_ms, after_fetch) {
+            Ok(Ok(v)) => Attempt::Done(Ok(v)),
+            Ok(Err(fetch)) => fetch,
+            Err(e) => Attempt::Done(Err(e)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn verify_inner(
         &self,
         token: &str,
         now_ms: i64,
-    ) -> Result<(Verified<C>, Arc<VerifyingKey>, usize)> {
+        after_fetch: bool,
+    ) -> Result<std::result::Result<(Verified<C>, Arc<VerifyingKey>, usize), Attempt<C>>> {
         let compact = jws::split(token)?;
-        let header_bytes = jws::decode_part(compact.header, "header is not base64url")?;
-        let (header, alg) = jws::parse_header(&header_bytes)?;
-        let payload_bytes = jws::decode_part(compact.payload, "payload is not base64url")?;
-        let payload = Payload::parse(&payload_bytes)?;
+        let known = self.inner.headers.get(compact.header);
+        let header = match &known {
+            Some(h) => h.clone(),
+            None => {
+                let bytes = jws::decode_part(compact.header, "header is not base64url")?;
+                let (h, alg) = jws::parse_header(&bytes)?;
+                HeaderInfo {
+                    alg,
+                    kid: h.kid.as_deref().map(Arc::from),
+                    typ: h.typ.as_deref().map(Arc::from),
+                }
+            }
+        };
+        let alg = header.alg;
+        let mut stack = [0u8; 1536];
+        let mut heap = Vec::new();
+        let payload_bytes =
+            jws::decode_part_buf(compact.payload, &mut stack, &mut heap, "payload is not base64url")?;
+        // Raw members are kept only when there are application claims to read.
+        let keep_raw = TypeId::of::<C>() != TypeId::of::<NoClaims>();
+        let payload = Payload::parse(payload_bytes, keep_raw, self.inner.required_claims)?;
 
         let iss = match &payload.reg.iss {
             None => return Err(Error::MissingClaim("iss".into())),
@@ -443,9 +524,29 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
                 Selected::WrongAlgorithm => return Err(Error::AlgorithmNotAllowed),
                 Selected::NotFound => return Err(Error::UnknownKey),
             },
-            Keys::Remote(remote) => remote_key(remote, kid, alg, now_ms).await?,
+            Keys::Remote(remote) => match remote.lookup(kid, alg, now_ms) {
+                Lookup::Key(k) => k,
+                Lookup::Fail(e) => return Err(e),
+                Lookup::NeedFetch(_) if after_fetch => {
+                    if !remote.usable(now_ms) {
+                        return Err(Error::KeysUnavailable);
+                    }
+                    remote.remember_missing(kid);
+                    return Err(Error::UnknownKey);
+                }
+                Lookup::NeedFetch(seen) => {
+                    return Ok(Err(Attempt::Fetch {
+                        issuer: index,
+                        seen,
+                        unknown_kid: remote.usable(now_ms).then(|| kid.map(str::to_owned)),
+                    }));
+                }
+            },
         };
         jws::check_signature(&key, &compact)?;
+        if known.is_none() {
+            self.inner.headers.insert(compact.header, &header);
+        }
 
         let reg = &payload.reg;
         if !reg.has_exp {
@@ -472,41 +573,56 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         let verified = Verified {
             issuer: cfg.name.clone(),
             alg,
-            kid: kid.map(str::to_owned),
+            kid: header.kid.clone(),
             reg: payload.reg,
             claims,
         };
-        Ok((verified, key, index))
+        Ok(Ok((verified, key, index)))
     }
 }
 
-/// Key look-up in a remote set: no waiting when the kid is known; otherwise
-/// one shared fetch, at most once per cool-down.
-async fn remote_key(
-    remote: &Arc<RemoteKeys>,
-    kid: Option<&str>,
+/// A JOSE header, decoded.
+#[derive(Clone)]
+struct HeaderInfo {
     alg: Algorithm,
-    now_ms: i64,
-) -> Result<Arc<VerifyingKey>> {
-    match remote.lookup(kid, alg, now_ms) {
-        Lookup::Key(k) => Ok(k),
-        Lookup::Fail(e) => Err(e),
-        Lookup::NeedFetch(seen) => {
-            let unknown_kid = remote.usable(now_ms).then_some(kid);
-            remote.refresh(seen, unknown_kid).await?;
-            match remote.lookup(kid, alg, crate::remote::now_ms()) {
-                Lookup::Key(k) => Ok(k),
-                Lookup::Fail(e) => Err(e),
-                Lookup::NeedFetch(_) if !remote.usable(crate::remote::now_ms()) => {
-                    Err(Error::KeysUnavailable)
-                }
-                Lookup::NeedFetch(_) => {
-                    remote.remember_missing(kid);
-                    Err(Error::UnknownKey)
-                }
-            }
-        }
+    kid: Option<Arc<str>>,
+    typ: Option<Arc<str>>,
+}
+
+/// Encoded headers of tokens that verified, decoded once. Tokens of one
+/// issuer share a handful of headers (one per key), so this saves the header
+/// decode on almost every request. Only headers of verified tokens enter;
+/// the map is bounded and simply starts over when full.
+#[derive(Default)]
+struct KnownHeaders(RwLock<HashMap<Box<str>, HeaderInfo>>);
+
+const KNOWN_HEADERS_MAX: usize = 64;
+
+impl KnownHeaders {
+    fn get(&self, encoded: &str) -> Option<HeaderInfo> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(encoded).cloned()
     }
+
+    fn insert(&self, encoded: &str, info: &HeaderInfo) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= KNOWN_HEADERS_MAX {
+            map.clear();
+        }
+        map.insert(encoded.into(), info.clone());
+    }
+}
+
+/// Outcome of a verification attempt that never waits.
+enum Attempt<C> {
+    Done(Result<(Verified<C>, Arc<VerifyingKey>, usize)>),
+    /// Remote keys of issuer `issuer` must be (re)loaded first.
+    Fetch {
+        issuer: usize,
+        seen: u64,
+        /// `Some(kid)` when the keys are usable but lack this kid.
+        unknown_kid: Option<Option<String>>,
+    },
 }
 
 fn check_times(reg: &crate::claims::Registered, cfg: &Issuer, now: i64) -> Result<()> {

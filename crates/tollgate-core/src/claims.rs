@@ -16,11 +16,12 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -37,7 +38,7 @@ pub struct NoClaims {}
 pub struct Verified<C = NoClaims> {
     pub(crate) issuer: Arc<str>,
     pub(crate) alg: Algorithm,
-    pub(crate) kid: Option<String>,
+    pub(crate) kid: Option<Arc<str>>,
     pub(crate) reg: Registered,
     pub(crate) claims: C,
 }
@@ -134,77 +135,34 @@ pub(crate) struct Registered {
 /// kept raw for the application's type and for required-claim checks.
 pub(crate) struct Payload<'p> {
     pub(crate) reg: Registered,
-    pub(crate) members: Vec<(Cow<'p, str>, &'p RawValue)>,
+    /// Every member's name, and its raw value when kept.
+    pub(crate) members: Vec<(Cow<'p, str>, Option<&'p RawValue>)>,
 }
 
 impl<'p> Payload<'p> {
-    pub(crate) fn parse(bytes: &'p [u8]) -> Result<Payload<'p>> {
-        let members = serde_json::from_slice::<Members<'p>>(bytes)
-            .map_err(|_| Error::MalformedToken("payload is not a JSON object"))?
-            .0;
-        let mut reg = Registered::default();
-        let mut seen = 0u16;
-        for (name, raw) in &members {
-            let bit = match name.as_ref() {
-                "iss" => 1,
-                "sub" => 2,
-                "aud" => 4,
-                "exp" => 8,
-                "nbf" => 16,
-                "iat" => 32,
-                "jti" => 64,
-                "client_id" => 128,
-                "scope" => 256,
-                "scp" => 512,
-                _ => continue,
-            };
-            // Two parsers reading different values of a duplicated claim is a
-            // classic confusion; a duplicated registered claim is refused.
-            if seen & bit != 0 {
-                return Err(Error::MalformedToken("duplicate registered claim"));
+    /// Reads the payload in one pass. With `keep_raw`, every member's raw
+    /// JSON is kept for the application's claims type; without, registered
+    /// claims are read straight into their types and other values skipped.
+    pub(crate) fn parse(bytes: &'p [u8], keep_raw: bool, keep_names: bool) -> Result<Payload<'p>> {
+        let mut bad_claim = None;
+        let visitor = PayloadVisitor {
+            keep_raw,
+            keep_names: keep_names || keep_raw,
+            bad_claim: &mut bad_claim,
+            _p: std::marker::PhantomData,
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = de
+            .deserialize_map(visitor)
+            .and_then(|p| de.end().map(|()| p));
+        match (parsed, bad_claim) {
+            (Ok(p), _) => Ok(p),
+            (Err(_), Some(name)) => Err(Error::InvalidClaim(name.to_owned())),
+            (Err(e), None) if e.to_string().starts_with(DUPLICATE) => {
+                Err(Error::MalformedToken("duplicate registered claim"))
             }
-            seen |= bit;
-            let bad = || Error::InvalidClaim(name.to_string());
-            match name.as_ref() {
-                "iss" => reg.iss = Some(serde_json::from_str::<String>(raw.get()).map_err(|_| ())),
-                "sub" => reg.sub = Some(serde_json::from_str(raw.get()).map_err(|_| bad())?),
-                "aud" => {
-                    reg.has_aud = true;
-                    reg.aud = match serde_json::from_str::<StringOrList>(raw.get()) {
-                        Ok(StringOrList::One(s)) => vec![s],
-                        Ok(StringOrList::Many(v)) => v,
-                        Err(_) => return Err(bad()),
-                    };
-                }
-                "exp" => {
-                    reg.exp = numeric_date(raw).ok_or_else(bad)?;
-                    reg.has_exp = true;
-                }
-                "nbf" => reg.nbf = Some(numeric_date(raw).ok_or_else(bad)?),
-                "iat" => reg.iat = Some(numeric_date(raw).ok_or_else(bad)?),
-                "jti" => reg.jti = Some(serde_json::from_str(raw.get()).map_err(|_| bad())?),
-                "client_id" => {
-                    reg.client_id = Some(serde_json::from_str(raw.get()).map_err(|_| bad())?)
-                }
-                _ => {
-                    let scopes = match serde_json::from_str::<StringOrList>(raw.get()) {
-                        Ok(StringOrList::One(s)) => s
-                            .split(' ')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                        Ok(StringOrList::Many(v)) => v,
-                        Err(_) => return Err(bad()),
-                    };
-                    for s in scopes {
-                        if !reg.scopes.contains(&s) {
-                            reg.scopes.push(s);
-                        }
-                    }
-                }
-            }
+            (Err(_), None) => Err(Error::MalformedToken("payload is not a JSON object")),
         }
-        Ok(Payload { reg, members })
     }
 
     pub(crate) fn has(&self, claim: &str) -> bool {
@@ -212,8 +170,17 @@ impl<'p> Payload<'p> {
     }
 
     /// Deserializes the application's claims from the members already read.
-    pub(crate) fn claims<C: DeserializeOwned>(&self) -> Result<C> {
-        let iter = self.members.iter().map(|(n, v)| (CowKey(n.as_ref()), *v));
+    pub(crate) fn claims<C: DeserializeOwned + 'static>(&self) -> Result<C> {
+        // Nothing to read for `NoClaims`: skip walking the members again.
+        if let Some(slot) = (&mut Some(NoClaims {}) as &mut dyn Any).downcast_mut::<Option<C>>() {
+            if let Some(c) = slot.take() {
+                return Ok(c);
+            }
+        }
+        let iter = self
+            .members
+            .iter()
+            .filter_map(|(n, v)| Some((CowKey(n.as_ref()), (*v)?)));
         let de = de::value::MapDeserializer::<_, serde_json::Error>::new(iter);
         C::deserialize(de).map_err(|e| Error::InvalidClaim(claim_name_of(&e)))
     }
@@ -243,8 +210,7 @@ impl<'de, 'a: 'de> IntoDeserializer<'de, serde_json::Error> for CowKey<'a> {
 
 /// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; the whole
 /// seconds are kept. Strings, booleans, and out-of-range numbers are refused.
-fn numeric_date(raw: &RawValue) -> Option<i64> {
-    let n: serde_json::Number = serde_json::from_str(raw.get()).ok()?;
+fn numeric_date(n: &serde_json::Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {
         return Some(i);
     }
@@ -252,11 +218,36 @@ fn numeric_date(raw: &RawValue) -> Option<i64> {
     (f.is_finite() && f.abs() < 1e15).then(|| f.floor() as i64)
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A string or an array of strings, read without serde's untagged buffering.
 enum StringOrList {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for StringOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<StringOrList, E> {
+                Ok(StringOrList::One(v.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<StringOrList, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(StringOrList::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A member name, borrowed from the payload unless it had escapes.
@@ -284,29 +275,222 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-struct Members<'p>(Vec<(Cow<'p, str>, &'p RawValue)>);
+const DUPLICATE: &str = "duplicate registered claim";
 
-impl<'de: 'p, 'p> Deserialize<'de> for Members<'p> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V<'p>(std::marker::PhantomData<&'p ()>);
-        impl<'de: 'p, 'p> Visitor<'de> for V<'p> {
-            type Value = Members<'p>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<Self::Value, A::Error> {
-                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(Name(k)) = map.next_key::<Name<'de>>()? {
-                    let raw: &'de RawValue = map.next_value()?;
-                    v.push((k, raw));
+/// The registered claims Tollgate reads, as bits for duplicate detection.
+#[derive(Clone, Copy)]
+enum Reg {
+    Iss = 1,
+    Sub = 2,
+    Aud = 4,
+    Exp = 8,
+    Nbf = 16,
+    Iat = 32,
+    Jti = 64,
+    ClientId = 128,
+    Scope = 256,
+    Scp = 512,
+}
+
+impl Reg {
+    fn of(name: &str) -> Option<Reg> {
+        Some(match name {
+            "iss" => Reg::Iss,
+            "sub" => Reg::Sub,
+            "aud" => Reg::Aud,
+            "exp" => Reg::Exp,
+            "nbf" => Reg::Nbf,
+            "iat" => Reg::Iat,
+            "jti" => Reg::Jti,
+            "client_id" => Reg::ClientId,
+            "scope" => Reg::Scope,
+            "scp" => Reg::Scp,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Reg::Iss => "iss",
+            Reg::Sub => "sub",
+            Reg::Aud => "aud",
+            Reg::Exp => "exp",
+            Reg::Nbf => "nbf",
+            Reg::Iat => "iat",
+            Reg::Jti => "jti",
+            Reg::ClientId => "client_id",
+            Reg::Scope => "scope",
+            Reg::Scp => "scp",
+        }
+    }
+}
+
+struct PayloadVisitor<'b, 'p> {
+    keep_raw: bool,
+    keep_names: bool,
+    bad_claim: &'b mut Option<&'static str>,
+    _p: std::marker::PhantomData<&'p ()>,
+}
+
+impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
+    type Value = Payload<'p>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Payload<'p>, A::Error> {
+        let mut reg = Registered::default();
+        let mut members = Vec::with_capacity(if self.keep_names { 12 } else { 0 });
+        let mut seen = 0u16;
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            let which = Reg::of(&name);
+            if let Some(r) = which {
+                // Two parsers reading different values of a duplicated claim
+                // is a classic confusion; a duplicated registered claim is refused.
+                if seen & r as u16 != 0 {
+                    return Err(de::Error::custom(DUPLICATE));
                 }
-                Ok(Members(v))
+                seen |= r as u16;
+            }
+            let raw = match (which, self.keep_raw) {
+                (Some(r), false) => {
+                    map.next_value_seed(ClaimSeed {
+                        reg: &mut reg,
+                        which: r,
+                        bad: &mut *self.bad_claim,
+                    })?;
+                    None
+                }
+                (Some(r), true) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    ClaimSeed {
+                        reg: &mut reg,
+                        which: r,
+                        bad: &mut *self.bad_claim,
+                    }
+                    .deserialize(raw)
+                    .map_err(de::Error::custom)?;
+                    Some(raw)
+                }
+                (None, false) => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    None
+                }
+                (None, true) => Some(map.next_value::<&'de RawValue>()?),
+            };
+            if self.keep_names {
+                members.push((name, raw));
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        Ok(Payload { reg, members })
+    }
+}
+
+/// Reads one registered claim into its strict type.
+struct ClaimSeed<'r> {
+    reg: &'r mut Registered,
+    which: Reg,
+    bad: &'r mut Option<&'static str>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        let ClaimSeed { reg, which, bad } = self;
+        *bad = Some(which.name());
+        match which {
+            Reg::Iss => reg.iss = Some(d.deserialize_any(IssVisitor)?),
+            Reg::Sub => reg.sub = Some(String::deserialize(d)?),
+            Reg::Jti => reg.jti = Some(String::deserialize(d)?),
+            Reg::ClientId => reg.client_id = Some(String::deserialize(d)?),
+            Reg::Aud => {
+                reg.has_aud = true;
+                reg.aud = match StringOrList::deserialize(d)? {
+                    StringOrList::One(s) => vec![s],
+                    StringOrList::Many(v) => v,
+                };
+            }
+            Reg::Exp | Reg::Nbf | Reg::Iat => {
+                let n = serde_json::Number::deserialize(d)?;
+                let t = numeric_date(&n).ok_or_else(|| de::Error::custom("not a NumericDate"))?;
+                match which {
+                    Reg::Exp => {
+                        reg.exp = t;
+                        reg.has_exp = true;
+                    }
+                    Reg::Nbf => reg.nbf = Some(t),
+                    _ => reg.iat = Some(t),
+                }
+            }
+            Reg::Scope | Reg::Scp => {
+                let scopes = match StringOrList::deserialize(d)? {
+                    StringOrList::One(s) => s
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    StringOrList::Many(v) => v,
+                };
+                for s in scopes {
+                    if !reg.scopes.contains(&s) {
+                        reg.scopes.push(s);
+                    }
+                }
+            }
+        }
+        *bad = None;
+        Ok(())
+    }
+}
+
+/// `iss` of any JSON type: `Ok` for a string, `Err` for anything else (the
+/// authenticator rejects it as an invalid issuer, never skips the check).
+struct IssVisitor;
+
+impl<'de> Visitor<'de> for IssVisitor {
+    type Value = std::result::Result<String, ()>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Ok(v.to_owned()))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Err(()))
+    }
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Err(()))
     }
 }
 
@@ -346,8 +530,16 @@ mod tests {
 
     #[test]
     fn registered_types_are_strict() {
+        for raw in [false, true] {
+            registered_types_are_strict_in(raw);
+        }
+    }
+
+    fn registered_types_are_strict_in(raw: bool) {
         let p = Payload::parse(
             br#"{"iss":"a","aud":["x","y"],"exp":10.5,"scope":"a b","scp":["b","c"]}"#,
+            raw,
+            false,
         )
         .unwrap();
         assert_eq!(p.reg.iss, Some(Ok("a".into())));
@@ -355,7 +547,7 @@ mod tests {
         assert_eq!(p.reg.exp, 10);
         assert_eq!(p.reg.scopes, ["a", "b", "c"]);
         assert_eq!(
-            Payload::parse(br#"{"iss":["a"]}"#).unwrap().reg.iss,
+            Payload::parse(br#"{"iss":["a"]}"#, raw, true).unwrap().reg.iss,
             Some(Err(()))
         );
         for bad in [
@@ -368,16 +560,19 @@ mod tests {
             r#"{"exp":1e300}"#,
         ] {
             assert!(
-                matches!(Payload::parse(bad.as_bytes()), Err(Error::InvalidClaim(_))),
+                matches!(
+                    Payload::parse(bad.as_bytes(), raw, true),
+                    Err(Error::InvalidClaim(_))
+                ),
                 "{bad}"
             );
         }
         assert!(matches!(
-            Payload::parse(br#"{"exp":1,"exp":2}"#),
+            Payload::parse(br#"{"exp":1,"exp":2}"#, raw, true),
             Err(Error::MalformedToken(_))
         ));
         assert!(matches!(
-            Payload::parse(b"[1]"),
+            Payload::parse(b"[1]", raw, true),
             Err(Error::MalformedToken(_))
         ));
     }
@@ -391,13 +586,13 @@ mod tests {
             #[serde(default)]
             n: Option<u32>,
         }
-        let p = Payload::parse(br#"{"sub":"s","tier":"gold\u0021","exp":1}"#).unwrap();
+        let p = Payload::parse(br#"{"sub":"s","tier":"gold\u0021","exp":1}"#, true, true).unwrap();
         let app: App = p.claims().unwrap();
         assert_eq!(
             (app.sub.as_str(), app.tier.as_str(), app.n),
             ("s", "gold!", None)
         );
-        let p = Payload::parse(br#"{"sub":"s"}"#).unwrap();
+        let p = Payload::parse(br#"{"sub":"s"}"#, true, true).unwrap();
         assert_eq!(
             p.claims::<App>().err(),
             Some(Error::InvalidClaim("tier".into()))

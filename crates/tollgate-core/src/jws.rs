@@ -70,6 +70,25 @@ pub(crate) fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>> {
         .map_err(|_| Error::MalformedToken(what))
 }
 
+/// Decodes a part into `stack` when it fits, else into `heap`; saves an
+/// allocation for the usual token.
+pub(crate) fn decode_part_buf<'b>(
+    part: &str,
+    stack: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+    what: &'static str,
+) -> Result<&'b [u8]> {
+    if part.len().div_ceil(4) * 3 <= stack.len() {
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(part, stack)
+            .map_err(|_| Error::MalformedToken(what))?;
+        Ok(&stack[..n])
+    } else {
+        *heap = decode_part(part, what)?;
+        Ok(heap)
+    }
+}
+
 /// Parses the header and checks what does not depend on the key: a known
 /// algorithm and no critical extensions.
 pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header<'_>, Algorithm)> {
