@@ -88,7 +88,7 @@ fn a_good_token_passes_with_its_registered_claims() {
     assert_eq!(v.audiences(), ["api"]);
     assert_eq!(v.token_id(), Some("j1"));
     assert_eq!(v.client_id(), Some("c1"));
-    assert_eq!(v.scopes(), ["read", "write", "admin"]);
+    assert_eq!(v.scopes().collect::<Vec<_>>(), ["read", "write", "admin"]);
     assert!(v.has_scope("write") && !v.has_scope("delete"));
     assert_eq!(v.algorithm(), Algorithm::HS256);
     assert_eq!(v.key_id(), Some("k"));

@@ -15,9 +15,9 @@
 //! ```
 
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -487,13 +487,17 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         let alg = header.alg;
         let mut stack = [0u8; 1536];
         let mut heap = Vec::new();
-        let payload_bytes =
-            jws::decode_part_buf(compact.payload, &mut stack, &mut heap, "payload is not base64url")?;
+        let payload_bytes = jws::decode_part_buf(
+            compact.payload,
+            &mut stack,
+            &mut heap,
+            "payload is not base64url",
+        )?;
         // Raw members are kept only when there are application claims to read.
         let keep_raw = TypeId::of::<C>() != TypeId::of::<NoClaims>();
         let payload = Payload::parse(payload_bytes, keep_raw, self.inner.required_claims)?;
 
-        let iss = match &payload.reg.iss {
+        let iss = match &payload.iss {
             None => return Err(Error::MissingClaim("iss".into())),
             Some(Err(())) => return Err(Error::InvalidIssuer),
             Some(Ok(iss)) => iss,

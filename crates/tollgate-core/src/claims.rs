@@ -89,12 +89,12 @@ impl<C> Verified<C> {
         self.reg.client_id.as_deref()
     }
     /// Scopes from `scope` (space-delimited string or array) and `scp`.
-    pub fn scopes(&self) -> &[String] {
-        &self.reg.scopes
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.reg.scopes.split(' ').filter(|s| !s.is_empty())
     }
     /// True when the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.reg.scopes.iter().any(|s| s == scope)
+        self.scopes().any(|s| s == scope)
     }
     /// The algorithm the token was signed with.
     pub fn algorithm(&self) -> Algorithm {
@@ -117,8 +117,6 @@ impl<C> Verified<C> {
 /// Registered claims, strictly typed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registered {
-    /// `Some(Ok)` a string, `Some(Err)` present but not a string.
-    pub(crate) iss: Option<std::result::Result<String, ()>>,
     pub(crate) sub: Option<String>,
     pub(crate) aud: Vec<String>,
     pub(crate) has_aud: bool,
@@ -128,12 +126,15 @@ pub(crate) struct Registered {
     pub(crate) iat: Option<i64>,
     pub(crate) jti: Option<String>,
     pub(crate) client_id: Option<String>,
-    pub(crate) scopes: Vec<String>,
+    /// Space-delimited, as in `scope` (RFC 6749 §3.3).
+    pub(crate) scopes: String,
 }
 
 /// The payload read once: registered claims checked for type, every member
 /// kept raw for the application's type and for required-claim checks.
 pub(crate) struct Payload<'p> {
+    /// `Some(Ok)` a string, `Some(Err)` present but not a string.
+    pub(crate) iss: Option<std::result::Result<Cow<'p, str>, ()>>,
     pub(crate) reg: Registered,
     /// Every member's name, and its raw value when kept.
     pub(crate) members: Vec<(Cow<'p, str>, Option<&'p RawValue>)>,
@@ -344,6 +345,7 @@ impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
         mut map: A,
     ) -> std::result::Result<Payload<'p>, A::Error> {
         let mut reg = Registered::default();
+        let mut iss = None;
         let mut members = Vec::with_capacity(if self.keep_names { 12 } else { 0 });
         let mut seen = 0u16;
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
@@ -360,6 +362,7 @@ impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
                 (Some(r), false) => {
                     map.next_value_seed(ClaimSeed {
                         reg: &mut reg,
+                        iss: &mut iss,
                         which: r,
                         bad: &mut *self.bad_claim,
                     })?;
@@ -369,6 +372,7 @@ impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
                     let raw: &'de RawValue = map.next_value()?;
                     ClaimSeed {
                         reg: &mut reg,
+                        iss: &mut iss,
                         which: r,
                         bad: &mut *self.bad_claim,
                     }
@@ -386,25 +390,31 @@ impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
                 members.push((name, raw));
             }
         }
-        Ok(Payload { reg, members })
+        Ok(Payload { iss, reg, members })
     }
 }
 
 /// Reads one registered claim into its strict type.
-struct ClaimSeed<'r> {
+struct ClaimSeed<'r, 'de> {
     reg: &'r mut Registered,
+    iss: &'r mut Option<std::result::Result<Cow<'de, str>, ()>>,
     which: Reg,
     bad: &'r mut Option<&'static str>,
 }
 
-impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_> {
+impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        let ClaimSeed { reg, which, bad } = self;
+        let ClaimSeed {
+            reg,
+            iss,
+            which,
+            bad,
+        } = self;
         *bad = Some(which.name());
         match which {
-            Reg::Iss => reg.iss = Some(d.deserialize_any(IssVisitor)?),
+            Reg::Iss => *iss = Some(d.deserialize_any(IssVisitor)?),
             Reg::Sub => reg.sub = Some(String::deserialize(d)?),
             Reg::Jti => reg.jti = Some(String::deserialize(d)?),
             Reg::ClientId => reg.client_id = Some(String::deserialize(d)?),
@@ -428,17 +438,23 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_> {
                 }
             }
             Reg::Scope | Reg::Scp => {
-                let scopes = match StringOrList::deserialize(d)? {
-                    StringOrList::One(s) => s
-                        .split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    StringOrList::Many(v) => v,
-                };
-                for s in scopes {
-                    if !reg.scopes.contains(&s) {
-                        reg.scopes.push(s);
+                match StringOrList::deserialize(d)? {
+                    StringOrList::One(s) if reg.scopes.is_empty() => reg.scopes = s,
+                    StringOrList::One(s) => {
+                        reg.scopes.push(' ');
+                        reg.scopes.push_str(&s);
+                    }
+                    StringOrList::Many(v) => {
+                        for s in v {
+                            // RFC 6749 §3.3: a scope token never holds a space.
+                            if s.is_empty() || s.contains(' ') {
+                                return Err(de::Error::custom("bad scope token"));
+                            }
+                            if !reg.scopes.is_empty() {
+                                reg.scopes.push(' ');
+                            }
+                            reg.scopes.push_str(&s);
+                        }
                     }
                 }
             }
@@ -453,12 +469,15 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_> {
 struct IssVisitor;
 
 impl<'de> Visitor<'de> for IssVisitor {
-    type Value = std::result::Result<String, ()>;
+    type Value = std::result::Result<Cow<'de, str>, ()>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Ok(Cow::Borrowed(v)))
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(Ok(v.to_owned()))
+        Ok(Ok(Cow::Owned(v.to_owned())))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
         Ok(Err(()))
@@ -542,12 +561,12 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(p.reg.iss, Some(Ok("a".into())));
+        assert_eq!(p.iss, Some(Ok("a".into())));
         assert_eq!(p.reg.aud, ["x", "y"]);
         assert_eq!(p.reg.exp, 10);
-        assert_eq!(p.reg.scopes, ["a", "b", "c"]);
+        assert_eq!(p.reg.scopes, "a b b c");
         assert_eq!(
-            Payload::parse(br#"{"iss":["a"]}"#, raw, true).unwrap().reg.iss,
+            Payload::parse(br#"{"iss":["a"]}"#, raw, true).unwrap().iss,
             Some(Err(()))
         );
         for bad in [
