@@ -1,7 +1,12 @@
 //! Shared test parts: signing keys, token minting, and a loopback JWKS server
 //! that counts its hits.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::large_enum_variant)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::large_enum_variant
+)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -15,7 +15,6 @@
 //! ```
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, RwLock, Weak};
@@ -485,7 +484,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             }
         };
         let alg = header.alg;
-        let mut stack = [0u8; 1536];
+        let mut stack = [0u8; 640];
         let mut heap = Vec::new();
         let payload_bytes = jws::decode_part_buf(
             compact.payload,
@@ -562,10 +561,10 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         {
             return Err(Error::IssuedInFuture);
         }
-        if !reg.has_aud {
+        if reg.aud.is_none() {
             return Err(Error::MissingClaim("aud".into()));
         }
-        if !reg.aud.iter().any(|a| cfg.audiences.contains(a)) {
+        if !reg.audiences().iter().any(|a| cfg.audiences.contains(a)) {
             return Err(Error::InvalidAudience);
         }
         for claim in &cfg.required_claims {
@@ -596,24 +595,29 @@ struct HeaderInfo {
 /// Encoded headers of tokens that verified, decoded once. Tokens of one
 /// issuer share a handful of headers (one per key), so this saves the header
 /// decode on almost every request. Only headers of verified tokens enter;
-/// the map is bounded and simply starts over when full.
+/// the list is short, scanned by length then bytes, and starts over when full.
 #[derive(Default)]
-struct KnownHeaders(RwLock<HashMap<Box<str>, HeaderInfo>>);
+struct KnownHeaders(RwLock<Vec<(Box<str>, HeaderInfo)>>);
 
-const KNOWN_HEADERS_MAX: usize = 64;
+const KNOWN_HEADERS_MAX: usize = 16;
 
 impl KnownHeaders {
     fn get(&self, encoded: &str) -> Option<HeaderInfo> {
-        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        map.get(encoded).cloned()
+        let list = self.0.read().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .find(|(e, _)| e.len() == encoded.len() && **e == *encoded)
+            .map(|(_, h)| h.clone())
     }
 
     fn insert(&self, encoded: &str, info: &HeaderInfo) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= KNOWN_HEADERS_MAX {
-            map.clear();
+        let mut list = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if list.iter().any(|(e, _)| **e == *encoded) {
+            return;
         }
-        map.insert(encoded.into(), info.clone());
+        if list.len() >= KNOWN_HEADERS_MAX {
+            list.clear();
+        }
+        list.push((encoded.into(), info.clone()));
     }
 }
 

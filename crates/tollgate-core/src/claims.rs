@@ -66,7 +66,7 @@ impl<C> Verified<C> {
     }
     /// `aud`, as a list (a single string becomes one element).
     pub fn audiences(&self) -> &[String] {
-        &self.reg.aud
+        self.reg.audiences()
     }
     /// `exp`, seconds since the Unix epoch.
     pub fn expires_at(&self) -> i64 {
@@ -118,8 +118,8 @@ impl<C> Verified<C> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registered {
     pub(crate) sub: Option<String>,
-    pub(crate) aud: Vec<String>,
-    pub(crate) has_aud: bool,
+    /// `None` when absent.
+    pub(crate) aud: Option<StringOrList>,
     pub(crate) exp: i64,
     pub(crate) has_exp: bool,
     pub(crate) nbf: Option<i64>,
@@ -128,6 +128,16 @@ pub(crate) struct Registered {
     pub(crate) client_id: Option<String>,
     /// Space-delimited, as in `scope` (RFC 6749 §3.3).
     pub(crate) scopes: String,
+}
+
+impl Registered {
+    pub(crate) fn audiences(&self) -> &[String] {
+        match &self.aud {
+            None => &[],
+            Some(StringOrList::One(s)) => std::slice::from_ref(s),
+            Some(StringOrList::Many(v)) => v,
+        }
+    }
 }
 
 /// The payload read once: registered claims checked for type, every member
@@ -220,7 +230,8 @@ fn numeric_date(n: &serde_json::Number) -> Option<i64> {
 }
 
 /// A string or an array of strings, read without serde's untagged buffering.
-enum StringOrList {
+#[derive(Debug, Clone)]
+pub(crate) enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
@@ -419,11 +430,7 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
             Reg::Jti => reg.jti = Some(String::deserialize(d)?),
             Reg::ClientId => reg.client_id = Some(String::deserialize(d)?),
             Reg::Aud => {
-                reg.has_aud = true;
-                reg.aud = match StringOrList::deserialize(d)? {
-                    StringOrList::One(s) => vec![s],
-                    StringOrList::Many(v) => v,
-                };
+                reg.aud = Some(StringOrList::deserialize(d)?);
             }
             Reg::Exp | Reg::Nbf | Reg::Iat => {
                 let n = serde_json::Number::deserialize(d)?;
@@ -562,7 +569,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.iss, Some(Ok("a".into())));
-        assert_eq!(p.reg.aud, ["x", "y"]);
+        assert_eq!(p.reg.audiences(), ["x", "y"]);
         assert_eq!(p.reg.exp, 10);
         assert_eq!(p.reg.scopes, "a b b c");
         assert_eq!(

@@ -46,21 +46,29 @@ pub(crate) struct Header<'a> {
 }
 
 pub(crate) fn split(token: &str) -> Result<Compact<'_>> {
-    let mut parts = token.splitn(4, '.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let b = token.as_bytes();
+    let first = b.iter().position(|&c| c == b'.');
+    let second = first.and_then(|i| {
+        b[i + 1..]
+            .iter()
+            .position(|&c| c == b'.')
+            .map(|j| i + 1 + j)
+    });
+    let (Some(i), Some(j)) = (first, second) else {
         return Err(Error::MalformedToken("not three dot-separated parts"));
     };
+    let (header, payload, signature) = (&token[..i], &token[i + 1..j], &token[j + 1..]);
+    if signature.contains('.') {
+        return Err(Error::MalformedToken("not three dot-separated parts"));
+    }
     if header.is_empty() || payload.is_empty() {
         return Err(Error::MalformedToken("empty header or payload"));
     }
-    let signing_input = &token.as_bytes()[..header.len() + 1 + payload.len()];
     Ok(Compact {
         header,
         payload,
         signature,
-        signing_input,
+        signing_input: &b[..j],
     })
 }
 
@@ -105,14 +113,22 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header<'_>, Algorithm)> {
 
 /// Checks `signature` (still base64url) over the signing input.
 pub(crate) fn check_signature(key: &VerifyingKey, compact: &Compact<'_>) -> Result<()> {
-    let mut buf = [0u8; MAX_SIGNATURE];
-    let sig = &compact.signature;
+    let sig = compact.signature;
     // Encoded length bound first, so an oversized signature never decodes.
     if sig.len() > MAX_SIGNATURE.div_ceil(3) * 4 {
         return Err(Error::InvalidSignature);
     }
+    // HMAC and ECDSA signatures fit in 132 bytes; only RSA needs the large buffer.
+    let mut small = [0u8; 132];
+    let mut large;
+    let buf: &mut [u8] = if sig.len().div_ceil(4) * 3 <= small.len() {
+        &mut small
+    } else {
+        large = [0u8; MAX_SIGNATURE];
+        &mut large
+    };
     let n = URL_SAFE_NO_PAD
-        .decode_slice(sig, &mut buf)
+        .decode_slice(sig, buf)
         .map_err(|_| Error::InvalidSignature)?;
     if key.verify(compact.signing_input, &buf[..n]) {
         Ok(())
