@@ -106,10 +106,9 @@ impl BearerExtractor {
             if auth.next().is_some() {
                 return Err(Error::MultipleTokens);
             }
-            put(
-                &mut found,
-                Cow::Borrowed(self.parse_authorization(value.as_bytes())?),
-            )?;
+            if let Some(token) = self.parse_authorization(value.as_bytes())? {
+                put(&mut found, Cow::Borrowed(token))?;
+            }
         }
         if let Some(name) = &self.query
             && let Some(q) = uri.query()
@@ -142,7 +141,15 @@ impl BearerExtractor {
         found.ok_or(Error::MissingToken)
     }
 
-    fn parse_authorization<'v>(&self, value: &'v [u8]) -> Result<&'v str> {
+    /// The token of an `Authorization` value; `None` for another scheme
+    /// (RFC 6750 §3.1: a client using another method gets a bare challenge).
+    fn parse_authorization<'v>(&self, value: &'v [u8]) -> Result<Option<&'v str>> {
+        let is_bearer = value.len() >= 6
+            && value[..6].eq_ignore_ascii_case(b"bearer")
+            && (value.len() == 6 || value[6] == b' ');
+        if !is_bearer {
+            return Ok(None);
+        }
         // Bound first so an oversized header is not scanned.
         if value.len() > self.max_len + 7 + 64 {
             return Err(Error::TokenTooLarge {
@@ -150,13 +157,11 @@ impl BearerExtractor {
             });
         }
         let value = std::str::from_utf8(value).map_err(|_| Error::MalformedAuthorization)?;
-        let (scheme, rest) = value.split_once(' ').ok_or(Error::MalformedAuthorization)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Error::MalformedAuthorization);
-        }
-        let token = rest.trim_start_matches(' ').trim_end_matches([' ', '\t']);
+        let token = value[6..]
+            .trim_start_matches(' ')
+            .trim_end_matches([' ', '\t']);
         check_token(token, self.max_len)?;
-        Ok(token)
+        Ok(Some(token))
     }
 }
 
@@ -213,14 +218,25 @@ mod tests {
             "a.b.c=="
         );
         assert_eq!(e.extract(&hdrs(&[]), &uri), Err(Error::MissingToken));
-        for bad in [
+        // Another scheme is no bearer token at all: a bare challenge follows.
+        for other in [
             "Basic dXNlcjpwYXNz",
+            "Bearerx a.b.c",
+            "DPoP a.b.c",
+            "Negotiate",
+        ] {
+            assert_eq!(
+                e.extract(&hdrs(&[other]), &uri),
+                Err(Error::MissingToken),
+                "{other}"
+            );
+        }
+        for bad in [
             "Bearer",
             "Bearer ",
             "Bearer a b",
             "Bearer a,b",
             "Bearer =a",
-            "Bearera.b.c",
             "Bearer a=b",
         ] {
             assert_eq!(
