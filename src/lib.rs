@@ -11,3 +11,8 @@ pub use tollgate_core::{
     Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
     VerifyingKey,
 };
+
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
