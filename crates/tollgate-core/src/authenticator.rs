@@ -438,7 +438,6 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
                 }
             }
         };
-        let verified = Arc::new(verified);
         if let Some(cache) = &self.inner.cache {
             cache.insert(
                 Arc::from(token),
@@ -468,7 +467,7 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         token: &str,
         now_ms: i64,
         after_fetch: bool,
-    ) -> Result<std::result::Result<(Verified<C>, Arc<VerifyingKey>, usize), Attempt<C>>> {
+    ) -> Result<std::result::Result<(Arc<Verified<C>>, Arc<VerifyingKey>, usize), Attempt<C>>> {
         let compact = jws::split(token)?;
         let known = self.inner.headers.get(compact.header);
         let header = match &known {
@@ -573,13 +572,14 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             }
         }
         let claims = payload.claims::<C>()?;
-        let verified = Verified {
+        // Built in place behind the Arc: only a pointer moves from here on.
+        let verified = Arc::new(Verified {
             issuer: cfg.name.clone(),
             alg,
             kid: header.kid.clone(),
             reg: payload.reg,
             claims,
-        };
+        });
         Ok(Ok((verified, key, index)))
     }
 }
@@ -623,7 +623,7 @@ impl KnownHeaders {
 
 /// Outcome of a verification attempt that never waits.
 enum Attempt<C> {
-    Done(Result<(Verified<C>, Arc<VerifyingKey>, usize)>),
+    Done(Result<(Arc<Verified<C>>, Arc<VerifyingKey>, usize)>),
     /// Remote keys of issuer `issuer` must be (re)loaded first.
     Fetch {
         issuer: usize,

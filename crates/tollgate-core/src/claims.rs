@@ -219,16 +219,6 @@ impl<'de, 'a: 'de> IntoDeserializer<'de, serde_json::Error> for CowKey<'a> {
     }
 }
 
-/// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; the whole
-/// seconds are kept. Strings, booleans, and out-of-range numbers are refused.
-fn numeric_date(n: &serde_json::Number) -> Option<i64> {
-    if let Some(i) = n.as_i64() {
-        return Some(i);
-    }
-    let f = n.as_f64()?;
-    (f.is_finite() && f.abs() < 1e15).then(|| f.floor() as i64)
-}
-
 /// A string or an array of strings, read without serde's untagged buffering.
 #[derive(Debug, Clone)]
 pub(crate) enum StringOrList {
@@ -433,8 +423,7 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
                 reg.aud = Some(StringOrList::deserialize(d)?);
             }
             Reg::Exp | Reg::Nbf | Reg::Iat => {
-                let n = serde_json::Number::deserialize(d)?;
-                let t = numeric_date(&n).ok_or_else(|| de::Error::custom("not a NumericDate"))?;
+                let t = d.deserialize_any(NumericDateVisitor)?;
                 match which {
                     Reg::Exp => {
                         reg.exp = t;
@@ -468,6 +457,30 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
         }
         *bad = None;
         Ok(())
+    }
+}
+
+/// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; the whole
+/// seconds are kept. Strings, booleans, and out-of-range numbers are refused.
+struct NumericDateVisitor;
+
+impl Visitor<'_> for NumericDateVisitor {
+    type Value = i64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a NumericDate")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<i64, E> {
+        Ok(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom("NumericDate out of range"))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<i64, E> {
+        if v.is_finite() && v.abs() < 1e15 {
+            Ok(v.floor() as i64)
+        } else {
+            Err(E::custom("NumericDate out of range"))
+        }
     }
 }
 
