@@ -183,10 +183,10 @@ impl<'p> Payload<'p> {
     /// Deserializes the application's claims from the members already read.
     pub(crate) fn claims<C: DeserializeOwned + 'static>(&self) -> Result<C> {
         // Nothing to read for `NoClaims`: skip walking the members again.
-        if let Some(slot) = (&mut Some(NoClaims {}) as &mut dyn Any).downcast_mut::<Option<C>>() {
-            if let Some(c) = slot.take() {
-                return Ok(c);
-            }
+        if let Some(slot) = (&mut Some(NoClaims {}) as &mut dyn Any).downcast_mut::<Option<C>>()
+            && let Some(c) = slot.take()
+        {
+            return Ok(c);
         }
         let iter = self
             .members
