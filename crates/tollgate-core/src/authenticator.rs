@@ -410,34 +410,64 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
     /// `aud`, required claims, and the application claims `C`.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified<C>>> {
         let now = now_ms();
+        let fetch = match self.verify_step(token, now) {
+            Ok(done) => return done,
+            Err(fetch) => fetch,
+        };
+        let Attempt::Fetch {
+            issuer,
+            seen,
+            unknown_kid,
+        } = fetch
+        else {
+            return Err(Error::KeysUnavailable);
+        };
+        let Keys::Remote(remote) = &self.inner.issuers[issuer].keys else {
+            return Err(Error::KeysUnavailable);
+        };
+        // Boxed: the rare fetch path must not bloat every verify future.
+        Box::pin(remote.refresh(seen, unknown_kid.as_ref().map(|k| k.as_deref()))).await?;
+        match self.verify_uncached(token, now_ms(), true) {
+            Attempt::Done(r) => self.remember(token, r?),
+            Attempt::Fetch { .. } => Err(Error::KeysUnavailable),
+        }
+    }
+
+    /// Verifies without ever waiting: `None` when the issuer's keys must be
+    /// fetched first (call [`verify`](Self::verify) then). With static keys,
+    /// or remote keys already loaded and a known `kid`, this always answers.
+    /// Framework layers use it to skip boxing a future on the common path.
+    pub fn try_verify(&self, token: &str) -> Option<Result<Arc<Verified<C>>>> {
+        self.verify_step(token, now_ms()).ok()
+    }
+
+    fn verify_step(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> std::result::Result<Result<Arc<Verified<C>>>, Attempt<C>> {
         if let Some(cache) = &self.inner.cache
             && let Some(hit) = cache.get(token)
         {
             let issuer = &self.inner.issuers[hit.issuer];
             if hit.key.strong_count() > 0 && issuer.usable(now) {
-                check_times(&hit.verified.reg, &issuer.cfg, now / 1000)?;
-                return Ok(hit.verified);
+                return Ok(
+                    check_times(&hit.verified.reg, &issuer.cfg, now / 1000).map(|()| hit.verified)
+                );
             }
             cache.invalidate(token);
         }
-        let (verified, key, issuer) = match self.verify_uncached(token, now, false) {
-            Attempt::Done(r) => r?,
-            Attempt::Fetch {
-                issuer,
-                seen,
-                unknown_kid,
-            } => {
-                let Keys::Remote(remote) = &self.inner.issuers[issuer].keys else {
-                    return Err(Error::KeysUnavailable);
-                };
-                // Boxed: the rare fetch path must not bloat every verify future.
-                Box::pin(remote.refresh(seen, unknown_kid.as_ref().map(|k| k.as_deref()))).await?;
-                match self.verify_uncached(token, now_ms(), true) {
-                    Attempt::Done(r) => r?,
-                    Attempt::Fetch { .. } => return Err(Error::KeysUnavailable),
-                }
-            }
-        };
+        match self.verify_uncached(token, now, false) {
+            Attempt::Done(r) => Ok(r.and_then(|done| self.remember(token, done))),
+            fetch => Err(fetch),
+        }
+    }
+
+    fn remember(
+        &self,
+        token: &str,
+        (verified, key, issuer): (Arc<Verified<C>>, Arc<VerifyingKey>, usize),
+    ) -> Result<Arc<Verified<C>>> {
         if let Some(cache) = &self.inner.cache {
             cache.insert(
                 Arc::from(token),

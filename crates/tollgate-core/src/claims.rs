@@ -114,6 +114,54 @@ impl<C> Verified<C> {
     }
 }
 
+/// The registered claims of a verified token, whatever its application
+/// claims type: what layers that do not know `C` (scope checks, logging)
+/// read. Implemented by [`Verified`].
+pub trait TokenInfo: Send + Sync + 'static {
+    /// `iss`.
+    fn issuer(&self) -> &str;
+    /// `sub`, if present.
+    fn subject(&self) -> Option<&str>;
+    /// `client_id`, if present.
+    fn client_id(&self) -> Option<&str>;
+    /// `jti`, if present.
+    fn token_id(&self) -> Option<&str>;
+    /// `kid` header, if present.
+    fn key_id(&self) -> Option<&str>;
+    /// `exp`.
+    fn expires_at(&self) -> i64;
+    /// All scopes, space-delimited.
+    fn scope(&self) -> &str;
+    /// True when the token carries `scope`.
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scope().split(' ').any(|s| s == scope)
+    }
+}
+
+impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    fn subject(&self) -> Option<&str> {
+        self.reg.sub.as_deref()
+    }
+    fn client_id(&self) -> Option<&str> {
+        self.reg.client_id.as_deref()
+    }
+    fn token_id(&self) -> Option<&str> {
+        self.reg.jti.as_deref()
+    }
+    fn key_id(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+    fn expires_at(&self) -> i64 {
+        self.reg.exp
+    }
+    fn scope(&self) -> &str {
+        &self.reg.scopes
+    }
+}
+
 /// Registered claims, strictly typed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Registered {

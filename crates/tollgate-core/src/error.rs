@@ -70,6 +70,13 @@ pub enum Error {
     /// A claim has the wrong JSON type or an impossible value.
     #[error("the token's claim `{0}` has an invalid value")]
     InvalidClaim(String),
+    /// The token is valid but lacks a scope the resource requires.
+    #[error("the token lacks a required scope")]
+    InsufficientScope {
+        /// The scopes the resource requires, space-delimited (sent in the
+        /// challenge's `scope` attribute, RFC 6750 §3).
+        required: String,
+    },
     /// The issuer's keys cannot be had right now (JWKS unreachable, stale beyond bound).
     #[error("the signing keys are temporarily unavailable")]
     KeysUnavailable,
@@ -128,6 +135,7 @@ impl Error {
             Error::InvalidAudience => "invalid_audience",
             Error::MissingClaim(_) => "missing_claim",
             Error::InvalidClaim(_) => "invalid_claim",
+            Error::InsufficientScope { .. } => "insufficient_scope",
             Error::KeysUnavailable => "keys_unavailable",
             Error::InvalidKey(_) => "invalid_key",
             Error::KeyFetch(_) => "key_fetch_failed",
@@ -162,6 +170,7 @@ impl Error {
             Error::MalformedAuthorization | Error::MultipleTokens | Error::TokenTooLarge { .. } => {
                 Some(BearerError::InvalidRequest)
             }
+            Error::InsufficientScope { .. } => Some(BearerError::InsufficientScope),
             _ => Some(BearerError::InvalidToken),
         }
     }
@@ -192,5 +201,10 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert!(Error::KeysUnavailable.is_temporary());
+        let scope = Error::InsufficientScope {
+            required: "a b".into(),
+        };
+        assert_eq!(scope.status(), StatusCode::FORBIDDEN);
+        assert_eq!(scope.code(), "insufficient_scope");
     }
 }

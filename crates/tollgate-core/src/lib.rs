@@ -36,7 +36,7 @@ mod response;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use authenticator::{Authenticator, AuthenticatorBuilder, DEFAULT_LEEWAY, Issuer};
-pub use claims::{NoClaims, Verified};
+pub use claims::{NoClaims, TokenInfo, Verified};
 pub use error::{BearerError, Error, Result};
 pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};

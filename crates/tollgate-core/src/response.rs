@@ -39,6 +39,10 @@ pub fn www_authenticate(err: &Error, realm: Option<&str>) -> Option<HeaderValue>
             push_param(&mut v, "error", code.as_str());
             v.push_str(", ");
             push_param(&mut v, "error_description", &err.to_string());
+            if let Error::InsufficientScope { required } = err {
+                v.push_str(", ");
+                push_param(&mut v, "scope", required);
+            }
         }
         None if matches!(err, Error::MissingToken) => {}
         None => return None,
@@ -99,6 +103,13 @@ mod tests {
 
     #[test]
     fn challenges() {
+        let scope = Error::InsufficientScope {
+            required: "reports:read reports:write".into(),
+        };
+        assert_eq!(
+            www_authenticate(&scope, None).unwrap(),
+            "Bearer error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"reports:read reports:write\""
+        );
         let bare = www_authenticate(&Error::MissingToken, None).unwrap();
         assert_eq!(bare, "Bearer");
         let r = error_response(&Error::MultipleTokens, None);
