@@ -1,0 +1,385 @@
+//! [`AuthLayer`], [`Auth`] and their [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use pin_project_lite::pin_project;
+use serde::de::DeserializeOwned;
+use tollgate_core::{Authenticator, BearerExtractor, Error, NoClaims, TokenInfo, Verified};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::body::AuthBody;
+
+/// Marks a request that went on without a token under
+/// [`AuthLayer::optional`]. Extractors use it to tell "anonymous" from "no
+/// layer configured".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anonymous;
+
+/// Replaces the error answer. Gets the error and Tollgate's answer.
+type ErrorHook = Arc<dyn Fn(&Error, Response<String>) -> Response<String> + Send + Sync>;
+
+struct Config<C> {
+    auth: Authenticator<C>,
+    extractor: BearerExtractor,
+    optional: bool,
+    preflight: bool,
+    realm: Option<String>,
+    on_error: Option<ErrorHook>,
+}
+
+impl<C> Clone for Config<C> {
+    fn clone(&self) -> Self {
+        Config {
+            auth: self.auth.clone(),
+            extractor: self.extractor.clone(),
+            optional: self.optional,
+            preflight: self.preflight,
+            realm: self.realm.clone(),
+            on_error: self.on_error.clone(),
+        }
+    }
+}
+
+impl<C> Config<C> {
+    fn reject<B>(&self, err: Error) -> Response<AuthBody<B>> {
+        let mut resp = tollgate_core::error_response(&err, self.realm.as_deref());
+        if let Some(hook) = &self.on_error {
+            resp = hook(&err, resp);
+        }
+        let mut resp = resp.map(|body| AuthBody::full(Bytes::from(body)));
+        // The machine code survives any replacement of the answer.
+        resp.extensions_mut().insert(err);
+        resp
+    }
+}
+
+/// Authenticates every request with an [`Authenticator`].
+///
+/// On success the verified token goes into the request's extensions, both as
+/// `Arc<Verified<C>>` and as `Arc<dyn TokenInfo>`, and the inner service is
+/// called. On failure the RFC 6750 / RFC 9457 answer is returned and the
+/// inner service is never called. By default a token is required, only the
+/// `Authorization` header is read, and CORS preflights are authenticated
+/// like any request.
+///
+/// ```
+/// use tollgate_core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+/// use tollgate_tower::AuthLayer;
+///
+/// let auth: Authenticator = Authenticator::builder()
+///     .issuer(Issuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).unwrap()))
+///     .build()
+///     .unwrap();
+/// let layer = AuthLayer::new(auth).realm("api");
+/// # let _ = layer;
+/// ```
+pub struct AuthLayer<C = NoClaims> {
+    config: Arc<Config<C>>,
+}
+
+impl<C> Clone for AuthLayer<C> {
+    fn clone(&self) -> Self {
+        AuthLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for AuthLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("auth", &self.config.auth)
+            .field("optional", &self.config.optional)
+            .field("preflight", &self.config.preflight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> AuthLayer<C> {
+    /// A layer that requires a valid token on every request.
+    pub fn new(auth: Authenticator<C>) -> Self {
+        AuthLayer {
+            config: Arc::new(Config {
+                auth,
+                extractor: BearerExtractor::default(),
+                optional: false,
+                preflight: false,
+                realm: None,
+                on_error: None,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config<C> {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Where tokens are read from (default: the `Authorization` header).
+    pub fn extractor(mut self, extractor: BearerExtractor) -> Self {
+        self.config_mut().extractor = extractor;
+        self
+    }
+
+    /// Lets requests without any token through as anonymous (an
+    /// [`Anonymous`] marker goes into the extensions). A token that is sent
+    /// and bad is still rejected.
+    pub fn optional(mut self) -> Self {
+        self.config_mut().optional = true;
+        self
+    }
+
+    /// Passes CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
+    /// to the inner service unauthenticated, so a CORS layer inside can answer.
+    pub fn allow_preflight(mut self) -> Self {
+        self.config_mut().preflight = true;
+        self
+    }
+
+    /// The `realm` of the `WWW-Authenticate` challenge.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.config_mut().realm = Some(realm.into());
+        self
+    }
+
+    /// Replaces the error answer (status, headers, body). The hook receives
+    /// the error and Tollgate's answer; the [`Error`] is still put into the
+    /// final response's extensions.
+    pub fn on_error<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Error, Response<String>) -> Response<String> + Send + Sync + 'static,
+    {
+        self.config_mut().on_error = Some(Arc::new(hook));
+        self
+    }
+}
+
+impl<S, C> Layer<S> for AuthLayer<C> {
+    type Service = Auth<S, C>;
+
+    fn layer(&self, inner: S) -> Auth<S, C> {
+        Auth {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+pub struct Auth<S, C = NoClaims> {
+    inner: S,
+    config: Arc<Config<C>>,
+}
+
+impl<S: Clone, C> Clone for Auth<S, C> {
+    fn clone(&self) -> Self {
+        Auth {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Auth<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+fn accepted<C: Send + Sync + 'static, B>(req: &mut Request<B>, token: Arc<Verified<C>>) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("iss", token.issuer());
+        span.record("sub", token.subject());
+        span.record("client_id", token.client_id());
+        span.record("kid", token.key_id());
+        span.record("outcome", "accepted");
+    }
+    metrics::counter!("tollgate_authentications_total", "outcome" => "accepted").increment(1);
+    let info: Arc<dyn TokenInfo> = token.clone();
+    req.extensions_mut().insert(info);
+    req.extensions_mut().insert(token);
+}
+
+fn rejected(err: &Error) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("outcome", "rejected");
+        span.record("reason", err.code());
+    }
+    if err.is_temporary() {
+        tracing::warn!(reason = err.code(), "authentication unavailable");
+    } else {
+        tracing::debug!(reason = err.code(), "request rejected");
+    }
+    metrics::counter!("tollgate_authentications_total", "outcome" => "rejected", "reason" => err.code())
+        .increment(1);
+}
+
+fn auth_span() -> tracing::Span {
+    tracing::debug_span!(
+        "tollgate.auth",
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        iss = tracing::field::Empty,
+        sub = tracing::field::Empty,
+        client_id = tracing::field::Empty,
+        kid = tracing::field::Empty,
+    )
+}
+
+impl<S, C, ReqB, ResB> Service<Request<ReqB>> for Auth<S, C>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Send + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
+{
+    type Response = Response<AuthBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let config = &self.config;
+        if config.preflight && is_preflight(req.method(), req.headers()) {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let span = auth_span();
+        let outcome = span.in_scope(|| {
+            let token = match config.extractor.extract(req.headers(), req.uri()) {
+                Ok(token) => token,
+                Err(Error::MissingToken) if config.optional => {
+                    tracing::Span::current().record("outcome", "anonymous");
+                    metrics::counter!("tollgate_authentications_total", "outcome" => "anonymous")
+                        .increment(1);
+                    return Outcome::Anonymous;
+                }
+                Err(e) => {
+                    rejected(&e);
+                    return Outcome::Rejected(e);
+                }
+            };
+            match config.auth.try_verify(&token) {
+                Some(Ok(verified)) => Outcome::Verified(verified),
+                Some(Err(e)) => {
+                    rejected(&e);
+                    Outcome::Rejected(e)
+                }
+                None => Outcome::NeedsKeys(token.into_owned()),
+            }
+        });
+        match outcome {
+            Outcome::Anonymous => {
+                req.extensions_mut().insert(Anonymous);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Outcome::Rejected(e) => ResponseFuture::ready(config.reject(e)),
+            Outcome::Verified(verified) => {
+                span.in_scope(|| accepted(&mut req, verified));
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Outcome::NeedsKeys(token) => {
+                // Keys must be fetched: wait, then call the inner service
+                // that `poll_ready` readied (a fresh clone stays with us).
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let config = self.config.clone();
+                let fut = async move {
+                    let result = config.auth.verify(&token).instrument(span.clone()).await;
+                    match result {
+                        Ok(verified) => {
+                            span.in_scope(|| accepted(&mut req, verified));
+                            inner.call(req).await.map(|r| r.map(AuthBody::inner))
+                        }
+                        Err(e) => {
+                            span.in_scope(|| rejected(&e));
+                            Ok(config.reject(e))
+                        }
+                    }
+                };
+                ResponseFuture::waiting(Box::pin(fut))
+            }
+        }
+    }
+}
+
+enum Outcome<C> {
+    Anonymous,
+    Verified(Arc<Verified<C>>),
+    Rejected(Error),
+    NeedsKeys(String),
+}
+
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<AuthBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// Response future of [`Auth`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] fut: F },
+        Ready { res: Option<Response<AuthBody<B>>> },
+        Waiting { fut: BoxedResponse<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    pub(crate) fn inner(fut: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Inner { fut },
+        }
+    }
+    pub(crate) fn ready(res: Response<AuthBody<B>>) -> Self {
+        ResponseFuture {
+            kind: Kind::Ready { res: Some(res) },
+        }
+    }
+    fn waiting(fut: BoxedResponse<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Waiting { fut },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<AuthBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut } => fut.poll(cx).map(|r| r.map(|res| res.map(AuthBody::inner))),
+            KindProj::Ready { res } => match res.take() {
+                Some(res) => Poll::Ready(Ok(res)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            KindProj::Waiting { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! [`RequireScopeLayer`]: route-level scope requirements.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tollgate_core::{Error, TokenInfo};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::auth::{Anonymous, ResponseFuture};
+use crate::body::AuthBody;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    All,
+    Any,
+}
+
+/// Requires scopes of the token an [`AuthLayer`](crate::AuthLayer) put in
+/// the request. Place it inside the `AuthLayer` (in axum: `route_layer` on
+/// the routes, `layer(AuthLayer)` on the router).
+///
+/// A token without the scopes gets 403 `insufficient_scope` with the
+/// `scope` attribute in the challenge (RFC 6750 §3.1). An anonymous request
+/// gets 401. A request that no `AuthLayer` saw gets 500: that is a server
+/// misconfiguration, not the client's fault.
+///
+/// ```
+/// use tollgate_tower::RequireScopeLayer;
+///
+/// let write = RequireScopeLayer::all(["reports:read", "reports:write"]);
+/// let either = RequireScopeLayer::any(["admin", "reports:read"]);
+/// # let _ = (write, either);
+/// ```
+#[derive(Clone)]
+pub struct RequireScopeLayer {
+    mode: Mode,
+    scopes: Arc<[String]>,
+    realm: Option<Arc<str>>,
+}
+
+impl fmt::Debug for RequireScopeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopeLayer")
+            .field("mode", &self.mode)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+impl RequireScopeLayer {
+    /// Every one of `scopes` is required.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        Self::with(Mode::All, scopes)
+    }
+
+    /// At least one of `scopes` is required.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        Self::with(Mode::Any, scopes)
+    }
+
+    fn with<I: IntoIterator<Item = S>, S: Into<String>>(mode: Mode, scopes: I) -> Self {
+        RequireScopeLayer {
+            mode,
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            realm: None,
+        }
+    }
+
+    /// The `realm` of the challenge.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(Arc::from(realm.into()));
+        self
+    }
+
+    fn check(&self, token: &dyn TokenInfo) -> bool {
+        match self.mode {
+            Mode::All => self.scopes.iter().all(|s| token.has_scope(s)),
+            Mode::Any => self.scopes.iter().any(|s| token.has_scope(s)),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequireScopeLayer {
+    type Service = RequireScope<S>;
+
+    fn layer(&self, inner: S) -> RequireScope<S> {
+        RequireScope {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireScopeLayer`].
+#[derive(Clone, Debug)]
+pub struct RequireScope<S> {
+    inner: S,
+    layer: RequireScopeLayer,
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScope<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+{
+    type Response = Response<AuthBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let err = match req.extensions().get::<Arc<dyn TokenInfo>>() {
+            Some(token) if self.layer.check(token.as_ref()) => {
+                return ResponseFuture::inner(self.inner.call(req));
+            }
+            Some(_) => Error::InsufficientScope {
+                required: self.layer.scopes.join(" "),
+            },
+            None if req.extensions().get::<Anonymous>().is_some() => Error::MissingToken,
+            None => {
+                tracing::error!("RequireScopeLayer without an AuthLayer in front of it");
+                Error::Config("no authentication layer in front of this route".into())
+            }
+        };
+        tracing::debug!(reason = err.code(), "request rejected");
+        let mut resp = tollgate_core::error_response(&err, self.layer.realm.as_deref())
+            .map(|b| AuthBody::full(Bytes::from(b)));
+        resp.extensions_mut().insert(err);
+        ResponseFuture::ready(resp)
+    }
+}
