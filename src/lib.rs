@@ -6,11 +6,15 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+pub use tollgate_axum as axum;
 pub use tollgate_core as core;
 pub use tollgate_core::{
     Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
     VerifyingKey,
 };
+#[cfg(feature = "tower")]
+pub use tollgate_tower as tower;
 
 /// The README's examples, compiled as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,446 @@
+//! The axum layer over real HTTP on 127.0.0.1: for each case the exact
+//! status, challenge and problem body; the handler provably not called on
+//! rejection; typed claims reaching the handler.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use support::{Signer, now};
+use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
+use tollgate::core::{Authenticator, Error, Issuer, NoClaims};
+
+const ISS: &str = "https://issuer.example";
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Deserialize)]
+struct App {
+    tier: String,
+}
+
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+async fn me(State(calls): State<Calls>, claims: Claims<App>) -> axum::Json<Value> {
+    calls.0.fetch_add(1, Ordering::SeqCst);
+    axum::Json(json!({"sub": claims.subject(), "tier": claims.claims().tier}))
+}
+
+async fn reports(State(calls): State<Calls>, scopes: Scopes) -> String {
+    calls.0.fetch_add(1, Ordering::SeqCst);
+    scopes.iter().collect::<Vec<_>>().join(",")
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// An API with a static HS256 issuer and a remote issuer whose JWKS is down.
+async fn api(calls: Calls) -> (SocketAddr, String) {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down_iss = format!("http://{dead}");
+    let auth = Authenticator::<App>::builder_for()
+        .issuer(
+            Issuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .issuer(
+            Issuer::new(down_iss.clone())
+                .audience("api")
+                .jwks_url(format!("{down_iss}/keys")),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/reports", get(reports))
+        .route_layer(RequireScopeLayer::all(["reports:read"]).realm("api"))
+        .route("/me", get(me))
+        .layer(AuthLayer::new(auth).realm("api"))
+        .with_state(calls);
+    (serve(app).await, down_iss)
+}
+
+fn claims(changes: Value) -> Value {
+    let mut c = json!({"iss": ISS, "aud": "api", "sub": "user-1", "exp": now() + 600,
+                       "iat": now(), "tier": "gold", "scope": "reports:read"});
+    for (k, v) in changes.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn token(changes: Value) -> String {
+    Signer::hs256(SECRET).sign(Some("k1"), &claims(changes))
+}
+
+struct Answer {
+    status: u16,
+    challenge: Option<String>,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn get_with(addr: SocketAddr, path: &str, headers: HeaderMap) -> Answer {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let challenge = header("www-authenticate");
+    let retry_after = header("retry-after");
+    let ctype = header("content-type").unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    let body = if ctype.contains("json") {
+        serde_json::from_str(&text).unwrap()
+    } else {
+        Value::String(text)
+    };
+    Answer {
+        status,
+        challenge,
+        retry_after,
+        body,
+    }
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    h
+}
+
+fn invalid_token(description: &str) -> String {
+    format!("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"{description}\"")
+}
+
+fn invalid_request(description: &str) -> String {
+    format!("Bearer realm=\"api\", error=\"invalid_request\", error_description=\"{description}\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_has_its_exact_answer_and_never_reaches_the_handler() {
+    let calls = Calls::default();
+    let (addr, down_iss) = api(calls.clone()).await;
+
+    let mut two = bearer(&token(json!({})));
+    two.append(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", token(json!({})))).unwrap(),
+    );
+    let none_header = json!({"alg": "none", "kid": "k1"}).to_string();
+    let unsigned = {
+        let t = Signer::hs256(SECRET).sign_raw(&none_header, &claims(json!({})).to_string());
+        format!("{}.", t.rsplit_once('.').unwrap().0)
+    };
+    let bad_sig = Signer::hs256(&[9; 32]).sign(Some("k1"), &claims(json!({})));
+    let unknown_kid = Signer::hs256(SECRET).sign(Some("k9"), &claims(json!({})));
+    let down = Signer::es256().sign(Some("r1"), &claims(json!({"iss": down_iss})));
+    let oversized = "a".repeat(9000);
+
+    let cases: Vec<(&str, HeaderMap, u16, Option<String>, &str)> = vec![
+        (
+            "no token",
+            HeaderMap::new(),
+            401,
+            Some("Bearer realm=\"api\"".into()),
+            "missing_token",
+        ),
+        (
+            "malformed header",
+            {
+                let mut h = HeaderMap::new();
+                h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a b"));
+                h
+            },
+            400,
+            Some(invalid_request(
+                "the Authorization header is not a valid Bearer credential",
+            )),
+            "malformed_authorization",
+        ),
+        (
+            "two Authorization headers",
+            two,
+            400,
+            Some(invalid_request("more than one bearer token in the request")),
+            "multiple_tokens",
+        ),
+        (
+            "oversized token",
+            bearer(&oversized),
+            400,
+            Some(invalid_request("the bearer token exceeds 8192 bytes")),
+            "token_too_large",
+        ),
+        (
+            "bad signature",
+            bearer(&bad_sig),
+            401,
+            Some(invalid_token("the token's signature is invalid")),
+            "invalid_signature",
+        ),
+        (
+            "alg none",
+            bearer(&unsigned),
+            401,
+            Some(invalid_token("the token's algorithm is not supported")),
+            "unsupported_algorithm",
+        ),
+        (
+            "expired",
+            bearer(&token(json!({"exp": now() - 3600}))),
+            401,
+            Some(invalid_token("the token has expired")),
+            "token_expired",
+        ),
+        (
+            "not yet valid",
+            bearer(&token(json!({"nbf": now() + 3600}))),
+            401,
+            Some(invalid_token("the token is not valid yet")),
+            "token_not_yet_valid",
+        ),
+        (
+            "wrong iss",
+            bearer(&token(json!({"iss": "https://evil.example"}))),
+            401,
+            Some(invalid_token("the token's issuer is not accepted")),
+            "invalid_issuer",
+        ),
+        (
+            "wrong aud",
+            bearer(&token(json!({"aud": "other-api"}))),
+            401,
+            Some(invalid_token("the token's audience is not accepted")),
+            "invalid_audience",
+        ),
+        (
+            "unknown kid",
+            bearer(&unknown_kid),
+            401,
+            Some(invalid_token("no key matches the token's key id")),
+            "unknown_key",
+        ),
+        (
+            "JWKS down, no usable key",
+            bearer(&down),
+            503,
+            None,
+            "keys_unavailable",
+        ),
+    ];
+    for (name, headers, status, challenge, code) in cases {
+        let a = get_with(addr, "/me", headers).await;
+        assert_eq!(a.status, status, "{name}");
+        assert_eq!(a.challenge, challenge, "{name}");
+        assert_eq!(a.body["code"], code, "{name}");
+        assert_eq!(a.body["status"], status, "{name}");
+        assert_eq!(
+            a.body["type"],
+            format!("https://tollgate.rs/problems/{code}"),
+            "{name}"
+        );
+        if status == 503 {
+            assert_eq!(a.retry_after.as_deref(), Some("5"), "{name}");
+        }
+    }
+
+    let a = get_with(
+        addr,
+        "/reports",
+        bearer(&token(json!({"scope": "profile"}))),
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        a.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"reports:read\""
+        )
+    );
+    assert_eq!(a.body["code"], "insufficient_scope");
+
+    assert_eq!(calls.get(), 0, "no rejected request reached a handler");
+
+    let a = get_with(addr, "/me", bearer(&token(json!({})))).await;
+    assert_eq!((a.status, a.challenge), (200, None));
+    assert_eq!(a.body, json!({"sub": "user-1", "tier": "gold"}));
+    let a = get_with(
+        addr,
+        "/reports",
+        bearer(&token(json!({"scope": "x reports:read"}))),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, json!("x,reports:read"));
+    assert_eq!(calls.get(), 2);
+}
+
+async fn maybe(claims: Option<Claims>) -> String {
+    match claims {
+        Some(c) => format!("user {}", c.subject().unwrap_or("?")),
+        None => "anonymous".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_authentication_lets_anonymous_through_but_not_bad_tokens() {
+    let auth: Authenticator = Authenticator::builder()
+        .issuer(
+            Issuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/maybe", get(maybe))
+        .route(
+            "/must",
+            get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+        )
+        .layer(AuthLayer::new(auth).optional());
+    let addr = serve(app).await;
+    let a = get_with(addr, "/maybe", HeaderMap::new()).await;
+    assert_eq!((a.status, a.body), (200, json!("anonymous")));
+    let a = get_with(addr, "/maybe", bearer(&token(json!({})))).await;
+    assert_eq!((a.status, a.body), (200, json!("user user-1")));
+    let a = get_with(addr, "/maybe", bearer(&token(json!({"exp": now() - 3600})))).await;
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (401, json!("token_expired"))
+    );
+    // A handler that requires claims answers 401 to an anonymous request.
+    let a = get_with(addr, "/must", HeaderMap::new()).await;
+    assert_eq!((a.status, a.challenge.as_deref()), (401, Some("Bearer")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_layer_is_a_server_error_not_a_silent_401() {
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+        )
+        .route("/typed", get(|_c: Claims<App>| async { "typed" }));
+    let addr = serve(app).await;
+    let a = get_with(addr, "/me", bearer(&token(json!({})))).await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.body["code"], "invalid_configuration");
+    assert_eq!(a.challenge, None);
+
+    // A layer with another claims type is the same mistake.
+    let auth: Authenticator = Authenticator::builder()
+        .issuer(
+            Issuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/typed", get(|_c: Claims<App>| async { "typed" }))
+        .layer(AuthLayer::<NoClaims>::new(auth));
+    let addr = serve(app).await;
+    let a = get_with(addr, "/typed", bearer(&token(json!({})))).await;
+    assert_eq!(a.status, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
+    let auth: Authenticator = Authenticator::builder()
+        .issuer(
+            Issuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|| async { "ok" }).options(|| async { "preflight" }),
+        )
+        .layer(
+            AuthLayer::new(auth)
+                .allow_preflight()
+                .on_error(|err: &Error, mut resp| {
+                    *resp.body_mut() = format!("{{\"custom\":true,\"code\":\"{}\"}}", err.code());
+                    resp.headers_mut()
+                        .insert("x-tollgate-code", err.code().parse().unwrap());
+                    resp
+                }),
+        )
+        .layer(axum::middleware::map_response(
+            move |resp: axum::response::Response| {
+                let seen = seen2.clone();
+                async move {
+                    if let Some(e) = resp.extensions().get::<Error>() {
+                        seen.lock().unwrap().push(e.code().to_owned());
+                    }
+                    resp
+                }
+            },
+        ));
+    let addr = serve(app).await;
+    let client = reqwest::Client::new();
+    let pre = client
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}/x"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 200);
+    assert_eq!(pre.text().await.unwrap(), "preflight");
+    // A plain OPTIONS is not a preflight: it is authenticated.
+    let plain = client
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401);
+
+    let a = get_with(addr, "/x", HeaderMap::new()).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.body, json!({"custom": true, "code": "missing_token"}));
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["missing_token", "missing_token"]
+    );
+}
