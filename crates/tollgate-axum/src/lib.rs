@@ -39,7 +39,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use tollgate_core::{Error, NoClaims, TokenInfo, Verified};
 
-pub use tollgate_tower::{Anonymous, Auth, AuthBody, AuthLayer, RequireScope, RequireScopeLayer};
+pub use tollgate_tower::{
+    Anonymous, Auth, AuthBody, AuthLayer, RequireScope, RequireScopeLayer, verified,
+};
 
 /// The verified token of the request, with application claims `C`.
 ///
@@ -109,8 +111,8 @@ where
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Arc<Verified<C>>>() {
-            Some(v) => Ok(Claims(v.clone())),
+        match tollgate_tower::verified::<C>(&parts.extensions) {
+            Some(v) => Ok(Claims(v)),
             None => Err(missing(parts)),
         }
     }
@@ -127,8 +129,8 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match parts.extensions.get::<Arc<Verified<C>>>() {
-            Some(v) => Ok(Some(Claims(v.clone()))),
+        match tollgate_tower::verified::<C>(&parts.extensions) {
+            Some(v) => Ok(Some(Claims(v))),
             None => match missing(parts) {
                 ClaimsRejection::Unauthenticated => Ok(None),
                 other => Err(other),

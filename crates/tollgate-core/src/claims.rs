@@ -136,6 +136,9 @@ pub trait TokenInfo: Send + Sync + 'static {
     fn has_scope(&self, scope: &str) -> bool {
         self.scope().split(' ').any(|s| s == scope)
     }
+    /// The token as `Any`, to recover the typed [`Verified<C>`] with
+    /// `Arc::downcast`.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
@@ -159,6 +162,9 @@ impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
     }
     fn scope(&self) -> &str {
         &self.reg.scopes
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }
 

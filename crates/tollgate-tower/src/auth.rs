@@ -63,9 +63,9 @@ impl<C> Config<C> {
 
 /// Authenticates every request with an [`Authenticator`].
 ///
-/// On success the verified token goes into the request's extensions, both as
-/// `Arc<Verified<C>>` and as `Arc<dyn TokenInfo>`, and the inner service is
-/// called. On failure the RFC 6750 / RFC 9457 answer is returned and the
+/// On success the verified token goes into the request's extensions as
+/// `Arc<dyn TokenInfo>` (read it typed with [`verified`]), and the inner
+/// service is called. On failure the RFC 6750 / RFC 9457 answer is returned and the
 /// inner service is never called. By default a token is required, only the
 /// `Authorization` header is read, and CORS preflights are authenticated
 /// like any request.
@@ -210,9 +210,18 @@ fn accepted<C: Send + Sync + 'static, B>(req: &mut Request<B>, token: Arc<Verifi
         span.record("outcome", "accepted");
     }
     metrics::counter!("tollgate_authentications_total", "outcome" => "accepted").increment(1);
-    let info: Arc<dyn TokenInfo> = token.clone();
+    // One extension, type-erased; `verified::<C>` recovers the typed token.
+    let info: Arc<dyn TokenInfo> = token;
     req.extensions_mut().insert(info);
-    req.extensions_mut().insert(token);
+}
+
+/// The verified token an [`AuthLayer<C>`] put into a request's extensions;
+/// `None` when no layer with claims type `C` authenticated the request.
+pub fn verified<C: Send + Sync + 'static>(
+    extensions: &http::Extensions,
+) -> Option<Arc<Verified<C>>> {
+    let info = extensions.get::<Arc<dyn TokenInfo>>()?.clone();
+    info.into_any().downcast::<Verified<C>>().ok()
 }
 
 fn rejected(err: &Error) {

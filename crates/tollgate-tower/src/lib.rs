@@ -32,6 +32,6 @@ mod auth;
 mod body;
 mod scope;
 
-pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture};
+pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture, verified};
 pub use body::AuthBody;
 pub use scope::{RequireScope, RequireScopeLayer};
