@@ -123,6 +123,8 @@ fn main() {
         handler().layer(AuthLayer::new(b.build().unwrap()))
     };
 
+    // HTTP_BENCH_ONLY=<substring> runs bare plus the matching configurations.
+    let only = std::env::var("HTTP_BENCH_ONLY").unwrap_or_default();
     println!("each run: wrk -t1 -c32 -d{seconds}s, server on one tokio worker");
     let bare_addr = start(handler());
     wrk(bare_addr, &hs, 1); // warm-up
@@ -138,6 +140,9 @@ fn main() {
         ("RS256, token cache on", Algorithm::RS256, &rs, true),
         ("RS256, token cache off", Algorithm::RS256, &rs, false),
     ] {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let addr = start(layered(alg, cache));
         wrk(addr, token, 1);
         let rps = wrk(addr, token, seconds);

@@ -15,7 +15,6 @@
 //! ```
 
 use std::any::TypeId;
-use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::algorithm::Algorithm;
+use crate::cache::TokenCache;
 use crate::claims::{NoClaims, Payload, Verified};
 use crate::error::{Error, Result};
 use crate::jws;
@@ -252,12 +252,7 @@ impl<C> AuthenticatorBuilder<C> {
             };
             states.push(IssuerState { cfg, keys });
         }
-        let cache = self.cache.map(|c| {
-            moka::sync::Cache::builder()
-                .max_capacity(c.capacity)
-                .time_to_live(c.ttl)
-                .build_with_hasher(TokenHashBuilder::default())
-        });
+        let cache = self.cache.map(|c| TokenCache::new(c.capacity, c.ttl));
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 required_claims: states.iter().any(|s| !s.cfg.required_claims.is_empty()),
@@ -290,34 +285,7 @@ struct Inner<C> {
     headers: KnownHeaders,
     /// Some issuer requires claims by name: member names must be kept.
     required_claims: bool,
-    cache: Option<moka::sync::Cache<Arc<str>, CacheEntry<C>, TokenHashBuilder>>,
-}
-
-/// Hashes a token by its length and its last 32 bytes (the end of the
-/// signature, random per token), keyed per process. Equality still compares
-/// the whole token, and only verified tokens are ever inserted, so a chosen
-/// collision buys an attacker nothing; hashing 32 bytes instead of several
-/// hundred keeps a cache hit cheap.
-#[derive(Clone, Default)]
-struct TokenHashBuilder(std::hash::RandomState);
-
-impl BuildHasher for TokenHashBuilder {
-    type Hasher = TokenHasher;
-    fn build_hasher(&self) -> TokenHasher {
-        TokenHasher(self.0.build_hasher())
-    }
-}
-
-struct TokenHasher(std::hash::DefaultHasher);
-
-impl Hasher for TokenHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write_usize(bytes.len());
-        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
-    }
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
+    cache: Option<TokenCache<CacheEntry<C>>>,
 }
 
 /// Verifies bearer tokens against one or more issuers.
@@ -446,16 +414,20 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         token: &str,
         now: i64,
     ) -> std::result::Result<Result<Arc<Verified<C>>>, Attempt<C>> {
-        if let Some(cache) = &self.inner.cache
-            && let Some(hit) = cache.get(token)
-        {
-            let issuer = &self.inner.issuers[hit.issuer];
-            if hit.key.strong_count() > 0 && issuer.usable(now) {
-                return Ok(
-                    check_times(&hit.verified.reg, &issuer.cfg, now / 1000).map(|()| hit.verified)
-                );
+        if let Some(cache) = &self.inner.cache {
+            let hit = cache.with(token, now, |hit| {
+                let issuer = &self.inner.issuers[hit.issuer];
+                (hit.key.strong_count() > 0 && issuer.usable(now)).then(|| {
+                    check_times(&hit.verified.reg, &issuer.cfg, now / 1000)
+                        .map(|()| hit.verified.clone())
+                })
+            });
+            match hit {
+                Some(Some(answer)) => return Ok(answer),
+                // Its key left the set, or the keys went stale: verify anew.
+                Some(None) => cache.remove(token),
+                None => {}
             }
-            cache.invalidate(token);
         }
         match self.verify_uncached(token, now, false) {
             Attempt::Done(r) => Ok(r.and_then(|done| self.remember(token, done))),
@@ -469,14 +441,12 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         (verified, key, issuer): (Arc<Verified<C>>, Arc<VerifyingKey>, usize),
     ) -> Result<Arc<Verified<C>>> {
         if let Some(cache) = &self.inner.cache {
-            cache.insert(
-                Arc::from(token),
-                CacheEntry {
-                    verified: verified.clone(),
-                    key: Arc::downgrade(&key),
-                    issuer,
-                },
-            );
+            let entry = CacheEntry {
+                verified: verified.clone(),
+                key: Arc::downgrade(&key),
+                issuer,
+            };
+            cache.insert(token, entry, now_ms());
         }
         Ok(verified)
     }

@@ -25,6 +25,7 @@
 
 mod algorithm;
 mod authenticator;
+mod cache;
 pub mod claims;
 mod error;
 mod extract;

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
@@ -14,8 +13,6 @@ use tollgate_core::{Authenticator, BearerExtractor, Error, NoClaims, TokenInfo, 
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
-
-use crate::body::AuthBody;
 
 /// Marks a request that went on without a token under
 /// [`AuthLayer::optional`]. Extractors use it to tell "anonymous" from "no
@@ -49,12 +46,12 @@ impl<C> Clone for Config<C> {
 }
 
 impl<C> Config<C> {
-    fn reject<B>(&self, err: Error) -> Response<AuthBody<B>> {
+    fn reject<B: From<String>>(&self, err: Error) -> Response<B> {
         let mut resp = tollgate_core::error_response(&err, self.realm.as_deref());
         if let Some(hook) = &self.on_error {
             resp = hook(&err, resp);
         }
-        let mut resp = resp.map(|body| AuthBody::full(Bytes::from(body)));
+        let mut resp = resp.map(B::from);
         // The machine code survives any replacement of the answer.
         resp.extensions_mut().insert(err);
         resp
@@ -256,10 +253,10 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
-    ResB: Send + 'static,
+    ResB: From<String> + Send + 'static,
     C: DeserializeOwned + Send + Sync + 'static,
 {
-    type Response = Response<AuthBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
@@ -317,7 +314,7 @@ where
                     match result {
                         Ok(verified) => {
                             span.in_scope(|| accepted(&mut req, verified));
-                            inner.call(req).await.map(|r| r.map(AuthBody::inner))
+                            inner.call(req).await
                         }
                         Err(e) => {
                             span.in_scope(|| rejected(&e));
@@ -338,7 +335,7 @@ enum Outcome<C> {
     NeedsKeys(String),
 }
 
-type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<AuthBody<B>>, E>> + Send>>;
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// Response future of [`Auth`].
@@ -352,7 +349,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] fut: F },
-        Ready { res: Option<Response<AuthBody<B>>> },
+        Ready { res: Option<Response<B>> },
         Waiting { fut: BoxedResponse<B, E> },
     }
 }
@@ -363,7 +360,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
             kind: Kind::Inner { fut },
         }
     }
-    pub(crate) fn ready(res: Response<AuthBody<B>>) -> Self {
+    pub(crate) fn ready(res: Response<B>) -> Self {
         ResponseFuture {
             kind: Kind::Ready { res: Some(res) },
         }
@@ -379,11 +376,11 @@ impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<AuthBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { fut } => fut.poll(cx).map(|r| r.map(|res| res.map(AuthBody::inner))),
+            KindProj::Inner { fut } => fut.poll(cx),
             KindProj::Ready { res } => match res.take() {
                 Some(res) => Poll::Ready(Ok(res)),
                 None => panic!("ResponseFuture polled after completion"),

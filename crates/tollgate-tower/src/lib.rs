@@ -2,8 +2,9 @@
 //! verified claims into the request, answer rejections per RFC 6750 with an
 //! RFC 9457 body.
 //!
-//! Works for any tower HTTP service (axum, tonic, hyper) whose response body
-//! carries [`bytes::Bytes`].
+//! Works for any tower HTTP service whose response body can be built from a
+//! `String` (axum's `Body`, `http_body_util::Full<Bytes>`, `String`): the
+//! inner service's response passes through untouched, without boxing.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -29,9 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
-mod body;
 mod scope;
 
 pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture, verified};
-pub use body::AuthBody;
 pub use scope::{RequireScope, RequireScopeLayer};

@@ -4,14 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use tollgate_core::{Error, TokenInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::{Anonymous, ResponseFuture};
-use crate::body::AuthBody;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -105,8 +103,9 @@ pub struct RequireScope<S> {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScope<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<String>,
 {
-    type Response = Response<AuthBody<ResB>>;
+    type Response = Response<ResB>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
@@ -129,8 +128,8 @@ where
             }
         };
         tracing::debug!(reason = err.code(), "request rejected");
-        let mut resp = tollgate_core::error_response(&err, self.layer.realm.as_deref())
-            .map(|b| AuthBody::full(Bytes::from(b)));
+        let mut resp =
+            tollgate_core::error_response(&err, self.layer.realm.as_deref()).map(ResB::from);
         resp.extensions_mut().insert(err);
         ResponseFuture::ready(resp)
     }

@@ -1,0 +1,148 @@
+//! The verified-token cache: bounded, sharded, keyed by the whole token.
+//!
+//! A hit is one hash of 32 bytes, one uncontended read lock, one comparison
+//! of the token, and one `Arc` clone. Entries live at most `ttl`; when a
+//! shard is full, expired entries are swept (at most once a second) and
+//! otherwise an arbitrary entry gives way: a miss only costs a signature
+//! check, so a simple policy is enough.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const SHARDS: usize = 16;
+
+/// Hashes a token by its length and its last 32 bytes (the end of the
+/// signature, random per token), keyed per process. Equality still compares
+/// the whole token, and only verified tokens are ever inserted, so a chosen
+/// collision buys an attacker nothing.
+#[derive(Clone, Default)]
+pub(crate) struct TokenHashBuilder(std::hash::RandomState);
+
+impl BuildHasher for TokenHashBuilder {
+    type Hasher = TokenHasher;
+    fn build_hasher(&self) -> TokenHasher {
+        TokenHasher(self.0.build_hasher())
+    }
+}
+
+pub(crate) struct TokenHasher(std::hash::DefaultHasher);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+struct Slot<V> {
+    value: V,
+    until_ms: i64,
+}
+
+struct Shard<V> {
+    map: HashMap<Arc<str>, Slot<V>, TokenHashBuilder>,
+    last_sweep_ms: i64,
+}
+
+pub(crate) struct TokenCache<V> {
+    shards: Box<[RwLock<Shard<V>>]>,
+    per_shard: usize,
+    ttl_ms: i64,
+    hasher: TokenHashBuilder,
+}
+
+impl<V> TokenCache<V> {
+    pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
+        let hasher = TokenHashBuilder::default();
+        let per_shard = (capacity as usize).div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                RwLock::new(Shard {
+                    map: HashMap::with_hasher(hasher.clone()),
+                    last_sweep_ms: 0,
+                })
+            })
+            .collect();
+        TokenCache {
+            shards,
+            per_shard,
+            ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
+            hasher,
+        }
+    }
+
+    fn shard(&self, token: &str) -> &RwLock<Shard<V>> {
+        let h = self.hasher.hash_one(token);
+        &self.shards[(h >> 59) as usize % SHARDS]
+    }
+
+    /// Runs `f` on a live entry for `token`.
+    pub(crate) fn with<R>(&self, token: &str, now_ms: i64, f: impl FnOnce(&V) -> R) -> Option<R> {
+        let shard = self.shard(token).read().unwrap_or_else(|p| p.into_inner());
+        let slot = shard.map.get(token)?;
+        (slot.until_ms > now_ms).then(|| f(&slot.value))
+    }
+
+    pub(crate) fn insert(&self, token: &str, value: V, now_ms: i64) {
+        let mut shard = self.shard(token).write().unwrap_or_else(|p| p.into_inner());
+        if shard.map.len() >= self.per_shard && !shard.map.contains_key(token) {
+            if now_ms - shard.last_sweep_ms >= 1000 {
+                shard.last_sweep_ms = now_ms;
+                shard.map.retain(|_, s| s.until_ms > now_ms);
+            }
+            if shard.map.len() >= self.per_shard {
+                let victim = shard.map.keys().next().cloned();
+                if let Some(victim) = victim {
+                    shard.map.remove(&victim);
+                }
+            }
+        }
+        let until_ms = now_ms.saturating_add(self.ttl_ms);
+        shard.map.insert(Arc::from(token), Slot { value, until_ms });
+    }
+
+    pub(crate) fn remove(&self, token: &str) {
+        let mut shard = self.shard(token).write().unwrap_or_else(|p| p.into_inner());
+        shard.map.remove(token);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).map.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_time_limited() {
+        let cache = TokenCache::new(64, Duration::from_secs(10));
+        for i in 0..1000 {
+            cache.insert(&format!("token-{i}"), i, 0);
+        }
+        assert!(cache.len() <= 64, "{}", cache.len());
+        cache.insert("t", 7, 0);
+        assert_eq!(cache.with("t", 9_999, |v| *v), Some(7));
+        assert_eq!(cache.with("t", 10_000, |v| *v), None, "past its ttl");
+        assert_eq!(cache.with("u", 0, |v| *v), None);
+        cache.remove("t");
+        assert_eq!(cache.with("t", 0, |v| *v), None);
+        // A full shard sweeps expired entries before evicting live ones.
+        let small = TokenCache::new(16, Duration::from_secs(1));
+        for i in 0..16 {
+            small.insert(&format!("old-{i}"), i, 0);
+        }
+        small.insert("new", 99, 5_000);
+        assert_eq!(small.with("new", 5_000, |v| *v), Some(99));
+    }
+}
