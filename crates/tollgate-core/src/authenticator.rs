@@ -409,25 +409,38 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
         self.verify_step(token, now_ms()).ok()
     }
 
+    /// The answer the verified-token cache holds for `token`, if any:
+    /// `Some(Ok)` for a token verified before and still within `exp`/`nbf`,
+    /// `Some(Err)` for one that has expired since, `None` on a miss (then
+    /// call [`try_verify`](Self::try_verify) or [`verify`](Self::verify)).
+    /// A hit implies the exact same bytes passed every check before.
+    pub fn cached(&self, token: &str) -> Option<Result<Arc<Verified<C>>>> {
+        self.cached_at(token, now_ms())
+    }
+
+    fn cached_at(&self, token: &str, now: i64) -> Option<Result<Arc<Verified<C>>>> {
+        let cache = self.inner.cache.as_ref()?;
+        let hit = cache.with(token, now, |hit| {
+            let issuer = &self.inner.issuers[hit.issuer];
+            (hit.key.strong_count() > 0 && issuer.usable(now)).then(|| {
+                check_times(&hit.verified.reg, &issuer.cfg, now / 1000)
+                    .map(|()| hit.verified.clone())
+            })
+        })?;
+        if hit.is_none() {
+            // Its key left the set, or the keys went stale: verify anew.
+            cache.remove(token);
+        }
+        hit
+    }
+
     fn verify_step(
         &self,
         token: &str,
         now: i64,
     ) -> std::result::Result<Result<Arc<Verified<C>>>, Attempt<C>> {
-        if let Some(cache) = &self.inner.cache {
-            let hit = cache.with(token, now, |hit| {
-                let issuer = &self.inner.issuers[hit.issuer];
-                (hit.key.strong_count() > 0 && issuer.usable(now)).then(|| {
-                    check_times(&hit.verified.reg, &issuer.cfg, now / 1000)
-                        .map(|()| hit.verified.clone())
-                })
-            });
-            match hit {
-                Some(Some(answer)) => return Ok(answer),
-                // Its key left the set, or the keys went stale: verify anew.
-                Some(None) => cache.remove(token),
-                None => {}
-            }
+        if let Some(answer) = self.cached_at(token, now) {
+            return Ok(answer);
         }
         match self.verify_uncached(token, now, false) {
             Attempt::Done(r) => Ok(r.and_then(|done| self.remember(token, done))),

@@ -102,6 +102,33 @@ impl BearerExtractor {
 
     /// The token of a request. Sending it in more than one place is an error.
     pub fn extract<'r>(&self, headers: &'r HeaderMap, uri: &'r Uri) -> Result<Cow<'r, str>> {
+        self.extract_inner(headers, uri, true)
+    }
+
+    /// Like [`extract`](Self::extract), except that a token from the
+    /// `Authorization` header is not yet checked for token68 characters:
+    /// call [`check`](Self::check) before verifying it. Layers use this to
+    /// look a token up in the verified-token cache first (a cached token
+    /// passed the check before) and scan only on a miss.
+    pub fn extract_unchecked<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Cow<'r, str>> {
+        self.extract_inner(headers, uri, false)
+    }
+
+    /// The token68 and size check that [`extract`](Self::extract) applies.
+    pub fn check(&self, token: &str) -> Result<()> {
+        check_token(token, self.max_len)
+    }
+
+    fn extract_inner<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+        check_chars: bool,
+    ) -> Result<Cow<'r, str>> {
         let mut found: Option<Cow<'r, str>> = None;
         fn put<'r>(found: &mut Option<Cow<'r, str>>, t: Cow<'r, str>) -> Result<()> {
             if found.replace(t).is_some() {
@@ -115,7 +142,7 @@ impl BearerExtractor {
             if auth.next().is_some() {
                 return Err(Error::MultipleTokens);
             }
-            if let Some(token) = self.parse_authorization(value.as_bytes())? {
+            if let Some(token) = self.parse_authorization(value.as_bytes(), check_chars)? {
                 put(&mut found, Cow::Borrowed(token))?;
             }
         }
@@ -152,7 +179,11 @@ impl BearerExtractor {
 
     /// The token of an `Authorization` value; `None` for another scheme
     /// (RFC 6750 §3.1: a client using another method gets a bare challenge).
-    fn parse_authorization<'v>(&self, value: &'v [u8]) -> Result<Option<&'v str>> {
+    fn parse_authorization<'v>(
+        &self,
+        value: &'v [u8],
+        check_chars: bool,
+    ) -> Result<Option<&'v str>> {
         let is_bearer = value.len() >= 6
             && value[..6].eq_ignore_ascii_case(b"bearer")
             && (value.len() == 6 || value[6] == b' ');
@@ -166,8 +197,16 @@ impl BearerExtractor {
             .rposition(|&b| b != b' ' && b != b'\t')
             .map_or(start, |i| i + 1);
         let token = &rest[start..end.max(start)];
-        check_token_bytes(token, self.max_len)?;
-        // Checked ASCII above; this cannot fail, and costs one fast pass.
+        if token.len() > self.max_len {
+            return Err(Error::TokenTooLarge {
+                limit: self.max_len,
+            });
+        }
+        if check_chars {
+            check_token_bytes(token, self.max_len)?;
+        } else if token.is_empty() {
+            return Err(Error::MalformedAuthorization);
+        }
         std::str::from_utf8(token)
             .map(Some)
             .map_err(|_| Error::MalformedAuthorization)
@@ -257,6 +296,14 @@ mod tests {
         assert_eq!(
             e.extract(&hdrs(&["Bearer a.b.c", "Bearer d.e.f"]), &uri),
             Err(Error::MultipleTokens)
+        );
+        // The unchecked form defers the character check, nothing else.
+        let h = hdrs(&["Bearer a b"]);
+        let t = e.extract_unchecked(&h, &uri).unwrap();
+        assert_eq!(e.check(&t), Err(Error::MalformedAuthorization));
+        assert_eq!(
+            e.extract_unchecked(&hdrs(&["Bearer "]), &uri),
+            Err(Error::MalformedAuthorization)
         );
         let small = BearerExtractor::new().max_len(4);
         assert_eq!(

@@ -271,7 +271,7 @@ where
         }
         let span = auth_span();
         let outcome = span.in_scope(|| {
-            let token = match config.extractor.extract(req.headers(), req.uri()) {
+            let token = match config.extractor.extract_unchecked(req.headers(), req.uri()) {
                 Ok(token) => token,
                 Err(Error::MissingToken) if config.optional => {
                     tracing::Span::current().record("outcome", "anonymous");
@@ -284,7 +284,16 @@ where
                     return Outcome::Rejected(e);
                 }
             };
-            match config.auth.try_verify(&token) {
+            // A cached token passed every check before, the character scan
+            // included; only a miss pays for the scan.
+            let verdict = match config.auth.cached(&token) {
+                Some(answer) => Some(answer),
+                None => match config.extractor.check(&token) {
+                    Ok(()) => config.auth.try_verify(&token),
+                    Err(e) => Some(Err(e)),
+                },
+            };
+            match verdict {
                 Some(Ok(verified)) => Outcome::Verified(verified),
                 Some(Err(e)) => {
                     rejected(&e);
