@@ -125,27 +125,68 @@ fn main() {
 
     // HTTP_BENCH_ONLY=<substring> runs bare plus the matching configurations.
     let only = std::env::var("HTTP_BENCH_ONLY").unwrap_or_default();
-    println!("each run: wrk -t1 -c32 -d{seconds}s, server on one tokio worker");
-    let bare_addr = start(handler());
-    wrk(bare_addr, &hs, 1); // warm-up
-    let bare = wrk(bare_addr, &hs, seconds);
     println!(
-        "{:<28} {:>12} {:>8}",
+        "{ROUNDS} rounds of wrk -t1 -c32 -d{seconds}s per configuration, server on one tokio worker;"
+    );
+    println!("each round measures bare axum next to every configuration; medians shown");
+    let configs: Vec<(&str, Option<(Algorithm, bool)>, &String)> = [
+        ("bare axum", None, &hs),
+        ("HS256, token cache on", Some((Algorithm::HS256, true)), &hs),
+        (
+            "HS256, token cache off",
+            Some((Algorithm::HS256, false)),
+            &hs,
+        ),
+        ("RS256, token cache on", Some((Algorithm::RS256, true)), &rs),
+        (
+            "RS256, token cache off",
+            Some((Algorithm::RS256, false)),
+            &rs,
+        ),
+    ]
+    .into_iter()
+    .filter(|(name, cfg, _)| cfg.is_none() || name.contains(only.as_str()))
+    .collect();
+    let addrs: Vec<SocketAddr> = configs
+        .iter()
+        .map(|(_, cfg, _)| match cfg {
+            None => start(handler()),
+            Some((alg, cache)) => start(layered(*alg, *cache)),
+        })
+        .collect();
+    for ((_, _, token), addr) in configs.iter().zip(&addrs) {
+        wrk(*addr, token, 1); // warm-up
+    }
+    let mut rps = vec![Vec::new(); configs.len()];
+    let mut ratio = vec![Vec::new(); configs.len()];
+    for _ in 0..ROUNDS {
+        let bare = wrk(addrs[0], &hs, seconds);
+        rps[0].push(bare);
+        ratio[0].push(1.0);
+        for (i, ((_, _, token), addr)) in configs.iter().zip(&addrs).enumerate().skip(1) {
+            let r = wrk(*addr, token, seconds);
+            rps[i].push(r);
+            ratio[i].push(r / bare);
+        }
+    }
+    println!(
+        "{:<28} {:>12} {:>8}   ratios per round",
         "configuration", "requests/s", "x bare"
     );
-    println!("{:<28} {:>12.0} {:>8.2}", "bare axum", bare, 1.0);
-    for (name, alg, token, cache) in [
-        ("HS256, token cache on", Algorithm::HS256, &hs, true),
-        ("HS256, token cache off", Algorithm::HS256, &hs, false),
-        ("RS256, token cache on", Algorithm::RS256, &rs, true),
-        ("RS256, token cache off", Algorithm::RS256, &rs, false),
-    ] {
-        if !name.contains(only.as_str()) {
-            continue;
-        }
-        let addr = start(layered(alg, cache));
-        wrk(addr, token, 1);
-        let rps = wrk(addr, token, seconds);
-        println!("{name:<28} {rps:>12.0} {:>8.2}", rps / bare);
+    for (i, (name, _, _)) in configs.iter().enumerate() {
+        let rounds: Vec<String> = ratio[i].iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{name:<28} {:>12.0} {:>8.2}   {}",
+            median(&mut rps[i]),
+            median(&mut ratio[i]),
+            rounds.join(" ")
+        );
     }
+}
+
+const ROUNDS: usize = 3;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
