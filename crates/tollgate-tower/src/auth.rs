@@ -398,3 +398,241 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use tollgate_core::{Algorithm, Issuer, VerifyingKey};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn token(exp_offset: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let header = r#"{"alg":"HS256","kid":"k1"}"#;
+        let claims = serde_json::json!({"iss": "https://issuer.example", "aud": "api",
+            "sub": "user-1", "client_id": "c-9", "exp": now + exp_offset});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+        let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    fn layer() -> AuthLayer {
+        AuthLayer::new(
+            Authenticator::builder()
+                .issuer(
+                    Issuer::new("https://issuer.example").audience("api").key(
+                        VerifyingKey::hmac(SECRET, Algorithm::HS256)
+                            .unwrap()
+                            .with_kid("k1"),
+                    ),
+                )
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn request(token: Option<&str>) -> Request<String> {
+        let mut b = Request::get("/");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(String::new()).unwrap()
+    }
+
+    /// Counts increments per metric key (name and labels).
+    #[derive(Default)]
+    struct Recorder(Arc<Mutex<HashMap<String, u64>>>);
+
+    struct KeyCounter(String, Arc<Mutex<HashMap<String, u64>>>);
+
+    impl metrics::CounterFn for KeyCounter {
+        fn increment(&self, v: u64) {
+            *self.1.lock().unwrap().entry(self.0.clone()).or_default() += v;
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            metrics::Counter::from_arc(Arc::new(KeyCounter(name, self.0.clone())))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn rejections_never_call_inner_and_accepted_requests_carry_the_token() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let svc = ServiceBuilder::new().layer(layer()).service(service_fn(
+            move |req: Request<String>| {
+                let seen = seen.clone();
+                async move {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let sub = verified::<NoClaims>(req.extensions())
+                        .and_then(|v| v.subject().map(str::to_owned));
+                    Ok::<_, Infallible>(Response::new(sub.unwrap_or_default()))
+                }
+            },
+        ));
+        for (req, status) in [
+            (request(None), 401),
+            (request(Some("x.y.z")), 401),
+            (request(Some(&token(-3600))), 401),
+        ] {
+            let resp = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), status);
+            assert!(resp.extensions().get::<Error>().is_some());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let resp = svc
+            .clone()
+            .oneshot(request(Some(&token(600))))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.body(), "user-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn spans_logs_and_counters_name_the_outcome_but_never_the_token() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let recorder = Recorder::default();
+        let good = token(600);
+        let expired = token(-3600);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            metrics::with_local_recorder(&recorder, || {
+                let svc = ServiceBuilder::new().layer(layer()).service(service_fn(
+                    |_req: Request<String>| async {
+                        Ok::<_, Infallible>(Response::new(String::new()))
+                    },
+                ));
+                for t in [Some(good.as_str()), Some(expired.as_str()), None] {
+                    rt.block_on(svc.clone().oneshot(request(t))).unwrap();
+                }
+            })
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("outcome=\"accepted\"") || text.contains("outcome=accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sub=\"user-1\"") || text.contains("sub=user-1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("client_id=\"c-9\"") || text.contains("client_id=c-9"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kid=\"k1\"") || text.contains("kid=k1"),
+            "{text}"
+        );
+        assert!(text.contains("token_expired"), "{text}");
+        assert!(
+            text.contains("DEBUG") && !text.contains(" INFO "),
+            "rejections log at debug: {text}"
+        );
+        for t in [&good, &expired] {
+            for part in t.split('.') {
+                assert!(!text.contains(part), "the log holds a token part: {text}");
+            }
+        }
+        let counts = recorder.0.lock().unwrap();
+        assert_eq!(
+            counts.get("tollgate_authentications_total{outcome=accepted}"),
+            Some(&1),
+            "{counts:?}"
+        );
+        assert_eq!(
+            counts.get("tollgate_authentications_total{outcome=rejected,reason=token_expired}"),
+            Some(&1),
+            "{counts:?}"
+        );
+        assert_eq!(
+            counts.get("tollgate_authentications_total{outcome=rejected,reason=missing_token}"),
+            Some(&1),
+            "{counts:?}"
+        );
+    }
+}
