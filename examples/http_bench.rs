@@ -129,7 +129,7 @@ fn main() {
         "{ROUNDS} rounds of wrk -t1 -c32 -d{seconds}s per configuration, server on one tokio worker;"
     );
     println!("each round measures bare axum next to every configuration; medians shown");
-    let configs: Vec<(&str, Option<(Algorithm, bool)>, &String)> = [
+    let configs: Vec<Config> = [
         ("bare axum", None, &hs),
         ("HS256, token cache on", Some((Algorithm::HS256, true)), &hs),
         (
@@ -185,6 +185,9 @@ fn main() {
 }
 
 const ROUNDS: usize = 3;
+
+/// Name, layer settings (none: bare), token to send.
+type Config<'a> = (&'a str, Option<(Algorithm, bool)>, &'a String);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
