@@ -1,6 +1,7 @@
-//! Scopes per route: `route_layer(RequireScopeLayer::all(..))` applies to the
-//! routes above it; a token without the scopes gets 403 `insufficient_scope`
-//! with the `scope` attribute in the challenge.
+//! Scopes per route and method: a token without the scopes gets 403
+//! `insufficient_scope` with the `scope` attribute in the challenge.
+//! `Router::route_layer` covers every route added before it; a layer on one
+//! handler (`Handler::layer`) covers just that method.
 //!
 //! ```text
 //! cargo run --example axum_scopes --features axum
@@ -8,10 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use axum::handler::Handler;
+use axum::{Router, routing::get};
 use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
 use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
 
@@ -34,11 +33,17 @@ async fn main() {
         )
         .build()
         .unwrap();
+    // `route_layer` covers the routes added before it, here all of `admin`.
+    let admin = Router::new()
+        .route("/admin", get(read))
+        .route_layer(RequireScopeLayer::all(["admin"]).realm("reports"));
     let app = Router::new()
-        .route("/reports", post(write))
-        .route_layer(RequireScopeLayer::all(["reports:write"]))
-        .route("/reports", get(read))
-        .route_layer(RequireScopeLayer::any(["reports:read", "admin"]))
+        .route(
+            "/reports",
+            get(read.layer(RequireScopeLayer::any(["reports:read", "admin"]).realm("reports")))
+                .post(write.layer(RequireScopeLayer::all(["reports:write"]).realm("reports"))),
+        )
+        .merge(admin)
         .layer(AuthLayer::new(auth).realm("reports"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8083")
         .await
