@@ -134,3 +134,48 @@ where
         ResponseFuture::ready(resp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Token(&'static str);
+
+    impl TokenInfo for Token {
+        fn issuer(&self) -> &str {
+            "i"
+        }
+        fn subject(&self) -> Option<&str> {
+            None
+        }
+        fn client_id(&self) -> Option<&str> {
+            None
+        }
+        fn token_id(&self) -> Option<&str> {
+            None
+        }
+        fn key_id(&self) -> Option<&str> {
+            None
+        }
+        fn expires_at(&self) -> i64 {
+            0
+        }
+        fn scope(&self) -> &str {
+            self.0
+        }
+        fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+            self
+        }
+    }
+
+    #[test]
+    fn all_and_any() {
+        let all = RequireScopeLayer::all(["a", "b"]);
+        let any = RequireScopeLayer::any(["a", "b"]);
+        assert!(all.check(&Token("b a c")));
+        assert!(!all.check(&Token("a c")));
+        assert!(any.check(&Token("c b")));
+        assert!(!any.check(&Token("c ab")));
+        assert!(!any.check(&Token("")));
+    }
+}
