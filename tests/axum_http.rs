@@ -444,3 +444,43 @@ async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
         ["missing_token", "missing_token"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_requests_wait_for_remote_keys_then_reach_the_handler() {
+    let signer = Signer::es256();
+    let jwks = support::JwksServer::start(vec![signer.jwk("r1")]).await;
+    // No `ready()`: the first requests find no keys and wait for one fetch.
+    let auth: Authenticator = Authenticator::builder()
+        .issuer(
+            Issuer::new(jwks.base())
+                .audience("api")
+                .jwks_url(jwks.jwks_url()),
+        )
+        .build()
+        .unwrap();
+    let calls = Calls::default();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|State(calls): State<Calls>, c: Claims| async move {
+                calls.0.fetch_add(1, Ordering::SeqCst);
+                c.subject().unwrap_or("?").to_owned()
+            }),
+        )
+        .layer(AuthLayer::new(auth))
+        .with_state(calls.clone());
+    let addr = serve(app).await;
+    let token = signer.sign(Some("r1"), &claims(json!({"iss": jwks.base()})));
+    let answers: Vec<_> = (0..20)
+        .map(|_| {
+            let token = token.clone();
+            tokio::spawn(async move { get_with(addr, "/me", bearer(&token)).await })
+        })
+        .collect();
+    for a in answers {
+        let a = a.await.unwrap();
+        assert_eq!((a.status, a.body), (200, json!("user-1")));
+    }
+    assert_eq!(calls.get(), 20);
+    assert_eq!(jwks.hits(), 1, "one fetch for all waiting requests");
+}
