@@ -432,3 +432,47 @@ fn error_answers_never_contain_the_token() {
         );
     }
 }
+
+#[test]
+fn mangled_tokens_never_panic_and_never_pass() {
+    // A small xorshift generator: deterministic, no dependency.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let auth = auth_with(issuer());
+    let good = token(json!({}));
+    let alphabet = b"ABCxyz019-_.=+/ {}\"\\\x00\xff";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut rejected = 0;
+        for _ in 0..20_000 {
+            let mut bytes = good.clone().into_bytes();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[i] = alphabet[(next() % alphabet.len() as u64) as usize],
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.insert(i, alphabet[(next() % alphabet.len() as u64) as usize]),
+                }
+            }
+            let mangled = String::from_utf8_lossy(&bytes).into_owned();
+            if mangled == good {
+                continue;
+            }
+            assert!(
+                auth.verify(&mangled).await.is_err(),
+                "a mangled token passed: {mangled}"
+            );
+            rejected += 1;
+        }
+        assert!(rejected > 19_000);
+    });
+}

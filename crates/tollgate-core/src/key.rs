@@ -167,7 +167,10 @@ impl VerifyingKey {
         }
         let n = strip_leading_zeros(n);
         let e = strip_leading_zeros(e);
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        let bits = match n.first() {
+            Some(first) => n.len() * 8 - first.leading_zeros() as usize,
+            None => 0,
+        };
         if bits < MIN_RSA_BITS {
             return Err(invalid(format!(
                 "RSA key of {bits} bits refused (minimum {MIN_RSA_BITS})"
@@ -417,6 +420,9 @@ mod tests {
         let n = [0xffu8; 128]; // 1024 bits
         let err = VerifyingKey::from_rsa_components(&n, &[1, 0, 1], Algorithm::RS256).unwrap_err();
         assert!(err.to_string().contains("1024 bits"), "{err}");
+        // An empty or all-zero modulus is refused, not a panic.
+        assert!(VerifyingKey::from_rsa_components(&[], &[1, 0, 1], Algorithm::RS256).is_err());
+        assert!(VerifyingKey::from_rsa_components(&[0, 0], &[], Algorithm::RS256).is_err());
     }
 
     #[test]
