@@ -169,7 +169,7 @@ impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
 }
 
 /// Registered claims, strictly typed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Registered {
     pub(crate) sub: Option<String>,
     /// `None` when absent.
@@ -209,6 +209,18 @@ impl<'p> Payload<'p> {
     /// JSON is kept for the application's claims type; without, registered
     /// claims are read straight into their types and other values skipped.
     pub(crate) fn parse(bytes: &'p [u8], keep_raw: bool, keep_names: bool) -> Result<Payload<'p>> {
+        if !keep_raw && let Some(p) = crate::fastjson::read(bytes, keep_names) {
+            return Ok(p);
+        }
+        Self::parse_serde(bytes, keep_raw, keep_names)
+    }
+
+    /// The reference reader: serde_json, every error decided here.
+    pub(crate) fn parse_serde(
+        bytes: &'p [u8],
+        keep_raw: bool,
+        keep_names: bool,
+    ) -> Result<Payload<'p>> {
         let mut bad_claim = None;
         let visitor = PayloadVisitor {
             keep_raw,
@@ -273,8 +285,36 @@ impl<'de, 'a: 'de> IntoDeserializer<'de, serde_json::Error> for CowKey<'a> {
     }
 }
 
+/// Adds `scope` or `scp` to the scopes: a string as is (space-delimited), an
+/// array joined with spaces. An array element that is empty or holds a space
+/// is no scope token (RFC 6749 §3.3).
+pub(crate) fn add_scopes(
+    reg: &mut Registered,
+    scopes: StringOrList,
+) -> std::result::Result<(), ()> {
+    match scopes {
+        StringOrList::One(s) if reg.scopes.is_empty() => reg.scopes = s,
+        StringOrList::One(s) => {
+            reg.scopes.push(' ');
+            reg.scopes.push_str(&s);
+        }
+        StringOrList::Many(v) => {
+            for s in v {
+                if s.is_empty() || s.contains(' ') {
+                    return Err(());
+                }
+                if !reg.scopes.is_empty() {
+                    reg.scopes.push(' ');
+                }
+                reg.scopes.push_str(&s);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A string or an array of strings, read without serde's untagged buffering.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StringOrList {
     One(String),
     Many(Vec<String>),
@@ -335,7 +375,7 @@ const DUPLICATE: &str = "duplicate registered claim";
 
 /// The registered claims Tollgate reads, as bits for duplicate detection.
 #[derive(Clone, Copy)]
-enum Reg {
+pub(crate) enum Reg {
     Iss = 1,
     Sub = 2,
     Aud = 4,
@@ -349,7 +389,7 @@ enum Reg {
 }
 
 impl Reg {
-    fn of(name: &str) -> Option<Reg> {
+    pub(crate) fn of(name: &str) -> Option<Reg> {
         Some(match name {
             "iss" => Reg::Iss,
             "sub" => Reg::Sub,
@@ -488,25 +528,8 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
                 }
             }
             Reg::Scope | Reg::Scp => {
-                match StringOrList::deserialize(d)? {
-                    StringOrList::One(s) if reg.scopes.is_empty() => reg.scopes = s,
-                    StringOrList::One(s) => {
-                        reg.scopes.push(' ');
-                        reg.scopes.push_str(&s);
-                    }
-                    StringOrList::Many(v) => {
-                        for s in v {
-                            // RFC 6749 §3.3: a scope token never holds a space.
-                            if s.is_empty() || s.contains(' ') {
-                                return Err(de::Error::custom("bad scope token"));
-                            }
-                            if !reg.scopes.is_empty() {
-                                reg.scopes.push(' ');
-                            }
-                            reg.scopes.push_str(&s);
-                        }
-                    }
-                }
+                add_scopes(reg, StringOrList::deserialize(d)?)
+                    .map_err(|()| de::Error::custom("bad scope token"))?;
             }
         }
         *bad = None;

@@ -29,6 +29,7 @@ mod cache;
 pub mod claims;
 mod error;
 mod extract;
+mod fastjson;
 pub mod jws;
 mod key;
 mod keyset;
