@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "actix")]
+pub use tollgate_actix as actix;
 #[cfg(feature = "axum")]
 pub use tollgate_axum as axum;
 pub use tollgate_core as core;

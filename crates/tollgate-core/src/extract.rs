@@ -129,6 +129,25 @@ impl BearerExtractor {
         uri: &'r Uri,
         check_chars: bool,
     ) -> Result<Cow<'r, str>> {
+        self.extract_from(
+            headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
+            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
+            uri.query(),
+            check_chars,
+        )
+    }
+
+    /// The same extraction from raw parts, for frameworks on other `http`
+    /// versions: every `Authorization` value, every `Cookie` value, and the
+    /// query string. With `check_chars` false, a header token still needs
+    /// [`check`](Self::check) (as with [`extract_unchecked`](Self::extract_unchecked)).
+    pub fn extract_from<'r>(
+        &self,
+        authorization: impl IntoIterator<Item = &'r [u8]>,
+        cookies: impl IntoIterator<Item = &'r [u8]>,
+        query: Option<&'r str>,
+        check_chars: bool,
+    ) -> Result<Cow<'r, str>> {
         let mut found: Option<Cow<'r, str>> = None;
         fn put<'r>(found: &mut Option<Cow<'r, str>>, t: Cow<'r, str>) -> Result<()> {
             if found.replace(t).is_some() {
@@ -137,17 +156,17 @@ impl BearerExtractor {
                 Ok(())
             }
         }
-        let mut auth = headers.get_all(AUTHORIZATION).iter();
+        let mut auth = authorization.into_iter();
         if let Some(value) = auth.next() {
             if auth.next().is_some() {
                 return Err(Error::MultipleTokens);
             }
-            if let Some(token) = self.parse_authorization(value.as_bytes(), check_chars)? {
+            if let Some(token) = self.parse_authorization(value, check_chars)? {
                 put(&mut found, Cow::Borrowed(token))?;
             }
         }
         if let Some(name) = &self.query
-            && let Some(q) = uri.query()
+            && let Some(q) = query
         {
             for pair in q.split('&') {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -161,8 +180,10 @@ impl BearerExtractor {
         if found.is_none()
             && let Some(name) = &self.cookie
         {
-            for value in headers.get_all(COOKIE) {
-                let Ok(value) = value.to_str() else { continue };
+            for value in cookies {
+                let Ok(value) = std::str::from_utf8(value) else {
+                    continue;
+                };
                 for c in value.split(';') {
                     if let Some((k, v)) = c.trim().split_once('=')
                         && k == name
