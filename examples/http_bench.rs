@@ -1,5 +1,6 @@
-//! HTTP overhead of the Tollgate layer: bare axum against axum + Tollgate,
-//! on loopback, in one run, driven by `wrk`.
+//! HTTP overhead of Tollgate: bare axum against axum + Tollgate, and bare
+//! actix-web against actix-web + Tollgate, on loopback, in one run, driven by
+//! `wrk`.
 //!
 //! ```text
 //! scripts/bench-http.sh            # installs wrk, builds in release, runs this
@@ -109,7 +110,7 @@ fn main() {
     let rsa_public = rsa.public_key().as_ref().to_vec();
 
     let handler = || Router::new().route("/", get(|| async { "ok" }));
-    let layered = |alg: Algorithm, cache: bool| {
+    let authenticator = |alg: Algorithm, cache: bool| {
         let key = if alg == Algorithm::HS256 {
             VerifyingKey::hmac(&secret, alg).unwrap()
         } else {
@@ -120,38 +121,39 @@ fn main() {
         if !cache {
             b = b.without_cache();
         }
-        handler().layer(AuthLayer::new(b.build().unwrap()))
+        b.build().unwrap()
     };
 
-    // HTTP_BENCH_ONLY=<substring> runs bare plus the matching configurations.
+    // HTTP_BENCH_ONLY=<substring> runs the bare servers plus the matching configurations.
     let only = std::env::var("HTTP_BENCH_ONLY").unwrap_or_default();
     println!(
-        "{ROUNDS} rounds of wrk -t1 -c32 -d{seconds}s per configuration, server on one tokio worker;"
+        "{ROUNDS} rounds of wrk -t1 -c32 -d{seconds}s per configuration, each server on one worker;"
     );
-    println!("each round measures bare axum next to every configuration; medians shown");
-    let configs: Vec<Config> = [
-        ("bare axum", None, &hs),
-        ("HS256, token cache on", Some((Algorithm::HS256, true)), &hs),
-        (
-            "HS256, token cache off",
-            Some((Algorithm::HS256, false)),
-            &hs,
-        ),
-        ("RS256, token cache on", Some((Algorithm::RS256, true)), &rs),
-        (
-            "RS256, token cache off",
-            Some((Algorithm::RS256, false)),
-            &rs,
-        ),
-    ]
-    .into_iter()
-    .filter(|(name, cfg, _)| cfg.is_none() || name.contains(only.as_str()))
-    .collect();
+    println!("each round measures the bare server of the same framework; medians shown");
+    let mut configs: Vec<Config> = Vec::new();
+    for fw in [Framework::Axum, Framework::Actix] {
+        configs.push((fw, None, &hs));
+        for (alg, cache, token) in [
+            (Algorithm::HS256, true, &hs),
+            (Algorithm::HS256, false, &hs),
+            (Algorithm::RS256, true, &rs),
+            (Algorithm::RS256, false, &rs),
+        ] {
+            if label(fw, Some((alg, cache))).contains(only.as_str()) {
+                configs.push((fw, Some((alg, cache)), token));
+            }
+        }
+    }
     let addrs: Vec<SocketAddr> = configs
         .iter()
-        .map(|(_, cfg, _)| match cfg {
-            None => start(handler()),
-            Some((alg, cache)) => start(layered(*alg, *cache)),
+        .map(|(fw, cfg, _)| match (fw, cfg) {
+            (Framework::Axum, None) => start(handler()),
+            (Framework::Axum, Some((alg, cache))) => {
+                start(handler().layer(AuthLayer::new(authenticator(*alg, *cache))))
+            }
+            (Framework::Actix, cfg) => {
+                start_actix(cfg.map(|(alg, cache)| authenticator(alg, cache)))
+            }
         })
         .collect();
     for ((_, _, token), addr) in configs.iter().zip(&addrs) {
@@ -160,23 +162,25 @@ fn main() {
     let mut rps = vec![Vec::new(); configs.len()];
     let mut ratio = vec![Vec::new(); configs.len()];
     for _ in 0..ROUNDS {
-        let bare = wrk(addrs[0], &hs, seconds);
-        rps[0].push(bare);
-        ratio[0].push(1.0);
-        for (i, ((_, _, token), addr)) in configs.iter().zip(&addrs).enumerate().skip(1) {
+        let mut bare = 0.0;
+        for (i, ((_, cfg, token), addr)) in configs.iter().zip(&addrs).enumerate() {
             let r = wrk(*addr, token, seconds);
+            if cfg.is_none() {
+                bare = r;
+            }
             rps[i].push(r);
             ratio[i].push(r / bare);
         }
     }
     println!(
-        "{:<28} {:>12} {:>8}   ratios per round",
+        "{:<34} {:>12} {:>8}   ratios per round",
         "configuration", "requests/s", "x bare"
     );
-    for (i, (name, _, _)) in configs.iter().enumerate() {
+    for (i, (fw, cfg, _)) in configs.iter().enumerate() {
         let rounds: Vec<String> = ratio[i].iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{name:<28} {:>12.0} {:>8.2}   {}",
+            "{:<34} {:>12.0} {:>8.2}   {}",
+            label(*fw, *cfg),
             median(&mut rps[i]),
             median(&mut ratio[i]),
             rounds.join(" ")
@@ -184,10 +188,66 @@ fn main() {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framework {
+    Axum,
+    Actix,
+}
+
+fn label(fw: Framework, cfg: Option<(Algorithm, bool)>) -> String {
+    let fw = match fw {
+        Framework::Axum => "axum",
+        Framework::Actix => "actix-web",
+    };
+    match cfg {
+        None => format!("bare {fw}"),
+        Some((alg, cache)) => format!(
+            "{fw} + {alg}, token cache {}",
+            if cache { "on" } else { "off" }
+        ),
+    }
+}
+
+/// Starts actix-web on its own thread with one worker, bare or with `Auth`.
+fn start_actix(auth: Option<Authenticator>) -> SocketAddr {
+    use actix_web::{App, HttpServer, web};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let ok = || web::get().to(|| async { "ok" });
+            match auth {
+                None => {
+                    let server = HttpServer::new(move || App::new().route("/", ok()))
+                        .workers(1)
+                        .disable_signals()
+                        .bind(("127.0.0.1", 0))
+                        .unwrap();
+                    tx.send(server.addrs()[0]).unwrap();
+                    server.run().await.unwrap();
+                }
+                Some(auth) => {
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .route("/", ok())
+                            .wrap(tollgate::actix::Auth::new(auth.clone()))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .bind(("127.0.0.1", 0))
+                    .unwrap();
+                    tx.send(server.addrs()[0]).unwrap();
+                    server.run().await.unwrap();
+                }
+            }
+        });
+    });
+    rx.recv().unwrap()
+}
+
 const ROUNDS: usize = 3;
 
-/// Name, layer settings (none: bare), token to send.
-type Config<'a> = (&'a str, Option<(Algorithm, bool)>, &'a String);
+/// Framework, layer settings (none: bare), token to send.
+type Config<'a> = (Framework, Option<(Algorithm, bool)>, &'a String);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
