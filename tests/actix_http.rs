@@ -242,3 +242,39 @@ async fn waiting_requests_share_one_jwks_fetch() {
     }
     assert_eq!(jwks.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_requirements_on_a_resource_and_a_scope() {
+    use tollgate::actix::RequireScope;
+    let auth = static_auth::<tollgate::core::NoClaims>();
+    let addr = serve!(move || {
+        App::new()
+            .service(
+                web::resource("/either")
+                    .wrap(RequireScope::any(["reports:read", "admin"]).realm("api"))
+                    .route(web::get().to(|| async { "either" })),
+            )
+            .service(
+                web::scope("/both")
+                    .wrap(RequireScope::all(["reports:read", "reports:write"]).realm("api"))
+                    .route("", web::get().to(|| async { "both" })),
+            )
+            .wrap(Auth::new(auth.clone()).realm("api"))
+    });
+    let read = token(json!({"scope": "reports:read"}));
+    let admin = token(json!({"scope": ["admin"]}));
+    let both = token(json!({"scope": "reports:write reports:read"}));
+    assert_eq!(get(addr, "/either", Some(&read)).await.0, 200);
+    assert_eq!(get(addr, "/either", Some(&admin)).await.0, 200);
+    assert_eq!(get(addr, "/both", Some(&both)).await.0, 200);
+    let (status, challenge, _) = get(addr, "/both", Some(&read)).await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge
+            .unwrap()
+            .ends_with("scope=\"reports:read reports:write\"")
+    );
+    let (status, challenge, _) = get(addr, "/either", Some(&token(json!({"scope": "x"})))).await;
+    assert_eq!(status, 403);
+    assert!(challenge.unwrap().ends_with("scope=\"reports:read admin\""));
+}
