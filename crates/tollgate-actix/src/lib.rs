@@ -50,7 +50,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
-use tollgate_core::{Authenticator, BearerExtractor, Error, NoClaims, TokenInfo, Verified};
+use tollgate_core::{
+    Authenticator, BearerExtractor, Error, NoClaims, ScopeRequirement, TokenInfo, Verified,
+};
 
 /// Marks a request that went on without a token under [`Auth::optional`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,37 +465,30 @@ impl FromRequest for Scopes {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    All,
-    Any,
-}
-
 /// Scope requirements for a scope or resource; wrap it inside [`Auth`].
 /// A token without the scopes gets 403 `insufficient_scope` with the `scope`
 /// attribute; an anonymous request 401; a request no `Auth` saw 500.
 #[derive(Clone, Debug)]
 pub struct RequireScope {
-    mode: Mode,
-    scopes: Arc<[String]>,
+    require: ScopeRequirement,
     realm: Option<Arc<str>>,
 }
 
 impl RequireScope {
     /// Every one of `scopes` is required.
     pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::with(Mode::All, scopes)
+        Self::new(ScopeRequirement::all(scopes))
     }
 
     /// At least one of `scopes` is required.
     pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::with(Mode::Any, scopes)
+        Self::new(ScopeRequirement::any(scopes))
     }
 
-    fn with<I: IntoIterator<Item = S>, S: Into<String>>(mode: Mode, scopes: I) -> Self {
+    /// Middleware for a requirement built elsewhere.
+    pub fn new(require: ScopeRequirement) -> Self {
         RequireScope {
-            mode,
-            scopes: scopes.into_iter().map(Into::into).collect(),
+            require,
             realm: None,
         }
     }
@@ -502,13 +497,6 @@ impl RequireScope {
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Some(Arc::from(realm.into()));
         self
-    }
-
-    fn check(&self, token: &dyn TokenInfo) -> bool {
-        match self.mode {
-            Mode::All => self.scopes.iter().all(|s| token.has_scope(s)),
-            Mode::Any => self.scopes.iter().any(|s| token.has_scope(s)),
-        }
     }
 }
 
@@ -551,12 +539,14 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let token = req.extensions().get::<Arc<dyn TokenInfo>>().cloned();
         let err = match token {
-            Some(t) if self.require.check(t.as_ref()) => {
-                let fut = self.service.call(req);
-                return Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) });
-            }
-            Some(_) => Error::InsufficientScope {
-                required: self.require.scopes.join(" "),
+            Some(t) => match self.require.require.check(t.as_ref()) {
+                Ok(()) => {
+                    let fut = self.service.call(req);
+                    return Box::pin(
+                        async move { fut.await.map(ServiceResponse::map_into_left_body) },
+                    );
+                }
+                Err(e) => e,
             },
             None if req.extensions().get::<Anonymous>().is_some() => Error::MissingToken,
             None => {

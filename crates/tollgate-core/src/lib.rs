@@ -35,6 +35,7 @@ mod key;
 mod keyset;
 mod remote;
 mod response;
+mod scope;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use authenticator::{Authenticator, AuthenticatorBuilder, DEFAULT_LEEWAY, Issuer};
@@ -45,3 +46,4 @@ pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks}
 pub use keyset::KeySet;
 pub use remote::RemoteOptions;
 pub use response::{error_response, problem_json, www_authenticate};
+pub use scope::ScopeRequirement;

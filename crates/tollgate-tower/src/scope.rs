@@ -5,17 +5,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tollgate_core::{Error, TokenInfo};
+use tollgate_core::{Error, ScopeRequirement, TokenInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::{Anonymous, ResponseFuture};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    All,
-    Any,
-}
 
 /// Requires scopes of the token an [`AuthLayer`](crate::AuthLayer) put in
 /// the request. Place it inside the `AuthLayer` (in axum: `route_layer` on
@@ -35,16 +29,14 @@ enum Mode {
 /// ```
 #[derive(Clone)]
 pub struct RequireScopeLayer {
-    mode: Mode,
-    scopes: Arc<[String]>,
+    require: ScopeRequirement,
     realm: Option<Arc<str>>,
 }
 
 impl fmt::Debug for RequireScopeLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScopeLayer")
-            .field("mode", &self.mode)
-            .field("scopes", &self.scopes)
+            .field("require", &self.require)
             .finish()
     }
 }
@@ -52,18 +44,18 @@ impl fmt::Debug for RequireScopeLayer {
 impl RequireScopeLayer {
     /// Every one of `scopes` is required.
     pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::with(Mode::All, scopes)
+        Self::new(ScopeRequirement::all(scopes))
     }
 
     /// At least one of `scopes` is required.
     pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::with(Mode::Any, scopes)
+        Self::new(ScopeRequirement::any(scopes))
     }
 
-    fn with<I: IntoIterator<Item = S>, S: Into<String>>(mode: Mode, scopes: I) -> Self {
+    /// A layer for a requirement built elsewhere.
+    pub fn new(require: ScopeRequirement) -> Self {
         RequireScopeLayer {
-            mode,
-            scopes: scopes.into_iter().map(Into::into).collect(),
+            require,
             realm: None,
         }
     }
@@ -72,13 +64,6 @@ impl RequireScopeLayer {
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Some(Arc::from(realm.into()));
         self
-    }
-
-    fn check(&self, token: &dyn TokenInfo) -> bool {
-        match self.mode {
-            Mode::All => self.scopes.iter().all(|s| token.has_scope(s)),
-            Mode::Any => self.scopes.iter().any(|s| token.has_scope(s)),
-        }
     }
 }
 
@@ -115,11 +100,9 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let err = match req.extensions().get::<Arc<dyn TokenInfo>>() {
-            Some(token) if self.layer.check(token.as_ref()) => {
-                return ResponseFuture::inner(self.inner.call(req));
-            }
-            Some(_) => Error::InsufficientScope {
-                required: self.layer.scopes.join(" "),
+            Some(token) => match self.layer.require.check(token.as_ref()) {
+                Ok(()) => return ResponseFuture::inner(self.inner.call(req)),
+                Err(e) => e,
             },
             None if req.extensions().get::<Anonymous>().is_some() => Error::MissingToken,
             None => {
@@ -170,12 +153,17 @@ mod tests {
 
     #[test]
     fn all_and_any() {
-        let all = RequireScopeLayer::all(["a", "b"]);
-        let any = RequireScopeLayer::any(["a", "b"]);
-        assert!(all.check(&Token("b a c")));
-        assert!(!all.check(&Token("a c")));
-        assert!(any.check(&Token("c b")));
-        assert!(!any.check(&Token("c ab")));
-        assert!(!any.check(&Token("")));
+        let all = ScopeRequirement::all(["a", "b"]);
+        let any = ScopeRequirement::any(["a", "b"]);
+        assert!(all.check(&Token("b a c")).is_ok());
+        assert_eq!(
+            all.check(&Token("a c")),
+            Err(Error::InsufficientScope {
+                required: "a b".into()
+            })
+        );
+        assert!(any.check(&Token("c b")).is_ok());
+        assert!(any.check(&Token("c ab")).is_err());
+        assert!(any.check(&Token("")).is_err());
     }
 }
