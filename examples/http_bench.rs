@@ -126,8 +126,12 @@ fn main() {
 
     // HTTP_BENCH_ONLY=<substring> runs the bare servers plus the matching configurations.
     let only = std::env::var("HTTP_BENCH_ONLY").unwrap_or_default();
+    let rounds: usize = std::env::var("HTTP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
     println!(
-        "{ROUNDS} rounds of wrk -t1 -c32 -d{seconds}s per configuration, each server on one worker;"
+        "{rounds} rounds of wrk -t1 -c32 -d{seconds}s per configuration, each server on one worker;"
     );
     println!("each round measures the bare server of the same framework; medians shown");
     let mut configs: Vec<Config> = Vec::new();
@@ -161,7 +165,7 @@ fn main() {
     }
     let mut rps = vec![Vec::new(); configs.len()];
     let mut ratio = vec![Vec::new(); configs.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let mut bare = 0.0;
         for (i, ((_, cfg, token), addr)) in configs.iter().zip(&addrs).enumerate() {
             let r = wrk(*addr, token, seconds);
@@ -244,6 +248,7 @@ fn start_actix(auth: Option<Authenticator>) -> SocketAddr {
     rx.recv().unwrap()
 }
 
+/// Rounds unless `HTTP_BENCH_ROUNDS` says otherwise.
 const ROUNDS: usize = 3;
 
 /// Framework, layer settings (none: bare), token to send.
