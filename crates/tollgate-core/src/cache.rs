@@ -15,28 +15,50 @@ use std::time::Duration;
 const SHARDS: usize = 16;
 
 /// Hashes a token by its length and its last 32 bytes (the end of the
-/// signature, random per token), keyed per process. Equality still compares
-/// the whole token, and only verified tokens are ever inserted, so a chosen
-/// collision buys an attacker nothing.
-#[derive(Clone, Default)]
-pub(crate) struct TokenHashBuilder(std::hash::RandomState);
+/// signature, random per token), mixed with a per-process random seed.
+/// Equality still compares the whole token, and only verified tokens are
+/// ever inserted, so a chosen collision buys an attacker nothing; a keyed
+/// multiply-mix over four words costs a fraction of SipHash.
+#[derive(Clone)]
+pub(crate) struct TokenHashBuilder(u64);
+
+impl Default for TokenHashBuilder {
+    fn default() -> Self {
+        TokenHashBuilder(std::hash::RandomState::new().hash_one(0x746f_6c6c_6761_7465u64))
+    }
+}
 
 impl BuildHasher for TokenHashBuilder {
     type Hasher = TokenHasher;
     fn build_hasher(&self) -> TokenHasher {
-        TokenHasher(self.0.build_hasher())
+        TokenHasher(self.0)
     }
 }
 
-pub(crate) struct TokenHasher(std::hash::DefaultHasher);
+pub(crate) struct TokenHasher(u64);
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Hasher for TokenHasher {
     fn write(&mut self, bytes: &[u8]) {
-        self.0.write_usize(bytes.len());
-        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+        let mut h = self.0 ^ (bytes.len() as u64).wrapping_mul(MIX);
+        for chunk in bytes[bytes.len().saturating_sub(32)..].chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word))
+                .wrapping_mul(MIX)
+                .rotate_left(29);
+        }
+        self.0 = h;
     }
     fn finish(&self) -> u64 {
-        self.0.finish()
+        // murmur3's finaliser: every input bit reaches every output bit.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 

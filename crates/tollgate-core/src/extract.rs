@@ -129,9 +129,16 @@ impl BearerExtractor {
         uri: &'r Uri,
         check_chars: bool,
     ) -> Result<Cow<'r, str>> {
+        // The cookie header is looked up only when a cookie source is set.
+        let cookies = self
+            .cookie
+            .as_ref()
+            .map(|_| headers.get_all(COOKIE).iter().map(|v| v.as_bytes()))
+            .into_iter()
+            .flatten();
         self.extract_from(
             headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
-            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
+            cookies,
             uri.query(),
             check_chars,
         )

@@ -197,8 +197,11 @@ fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-fn accepted<C: Send + Sync + 'static, B>(req: &mut Request<B>, token: Arc<Verified<C>>) {
-    let span = tracing::Span::current();
+fn accepted<C: Send + Sync + 'static, B>(
+    span: &tracing::Span,
+    req: &mut Request<B>,
+    token: Arc<Verified<C>>,
+) {
     if !span.is_disabled() {
         span.record("iss", token.issuer());
         span.record("sub", token.subject());
@@ -309,7 +312,7 @@ where
             }
             Outcome::Rejected(e) => ResponseFuture::ready(config.reject(e)),
             Outcome::Verified(verified) => {
-                span.in_scope(|| accepted(&mut req, verified));
+                accepted(&span, &mut req, verified);
                 ResponseFuture::inner(self.inner.call(req))
             }
             Outcome::NeedsKeys(token) => {
@@ -322,7 +325,7 @@ where
                     let result = config.auth.verify(&token).instrument(span.clone()).await;
                     match result {
                         Ok(verified) => {
-                            span.in_scope(|| accepted(&mut req, verified));
+                            accepted(&span, &mut req, verified);
                             inner.call(req).await
                         }
                         Err(e) => {
