@@ -6,6 +6,8 @@
 //! scripts/bench-http.sh            # installs wrk, builds in release, runs this
 //! ```
 //!
+//! axum is built with its default features, as applications use it (they
+//! record the matched path and original URI in each request's extensions).
 //! Each server runs on one tokio worker (a current-thread runtime on its own
 //! thread); `wrk` runs pinned to the other core when `taskset` is present.
 //! Every configuration gets the same request, `Authorization` header included.
