@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::jws;
 use crate::key::VerifyingKey;
 use crate::keyset::{KeySet, Selected};
+use crate::policy::Policies;
 use crate::remote::{Location, Lookup, RemoteKeys, RemoteOptions, now_ms};
 
 /// Default clock leeway for `exp`, `nbf` and `iat`.
@@ -175,6 +176,7 @@ struct CacheConfig {
 /// Builds an [`Authenticator`].
 pub struct AuthenticatorBuilder<C = NoClaims> {
     issuers: Vec<Issuer>,
+    policies: Option<Policies>,
     cache: Option<CacheConfig>,
     _claims: PhantomData<fn() -> C>,
 }
@@ -184,6 +186,14 @@ impl<C> AuthenticatorBuilder<C> {
     /// one by its exact `iss`.
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuers.push(issuer);
+        self
+    }
+
+    /// Applies [`Policies`] (revocation, credits, address binding) to every
+    /// request, verified-token cache hits included. The framework layers run
+    /// them; see [`policy`](crate::policy).
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = Some(policies);
         self
     }
 
@@ -259,6 +269,7 @@ impl<C> AuthenticatorBuilder<C> {
                 headers: KnownHeaders::default(),
                 issuers: states,
                 cache,
+                policies: self.policies.map(Arc::new),
             }),
         })
     }
@@ -286,6 +297,7 @@ struct Inner<C> {
     /// Some issuer requires claims by name: member names must be kept.
     required_claims: bool,
     cache: Option<TokenCache<CacheEntry<C>>>,
+    policies: Option<Arc<Policies>>,
 }
 
 /// Verifies bearer tokens against one or more issuers.
@@ -340,6 +352,7 @@ impl<C> Authenticator<C> {
     pub fn builder_for() -> AuthenticatorBuilder<C> {
         AuthenticatorBuilder {
             issuers: Vec::new(),
+            policies: None,
             cache: Some(CacheConfig {
                 capacity: 10_000,
                 ttl: Duration::from_secs(300),
@@ -360,6 +373,11 @@ impl<C> Authenticator<C> {
             }
         }
         Ok(())
+    }
+
+    /// The policies applied after verification, if any.
+    pub fn policies(&self) -> Option<&Arc<Policies>> {
+        self.inner.policies.as_ref()
     }
 
     /// True when every issuer's keys are loaded and usable right now.
@@ -505,7 +523,12 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             "payload is not base64url",
         )?;
         // Raw members are kept only when there are application claims to read.
-        let keep_raw = TypeId::of::<C>() != TypeId::of::<NoClaims>();
+        let policies = self.inner.policies.as_deref();
+        let credits_claim = policies.and_then(Policies::credits_claim);
+        let ip_claim = policies.and_then(Policies::ip_claim);
+        let keep_raw = TypeId::of::<C>() != TypeId::of::<NoClaims>()
+            || credits_claim.is_some()
+            || ip_claim.is_some();
         let payload = Payload::parse(payload_bytes, keep_raw, self.inner.required_claims)?;
 
         let iss = match &payload.iss {
@@ -584,6 +607,17 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
                 return Err(Error::MissingClaim(claim.clone()));
             }
         }
+        let credits = match credits_claim.and_then(|name| Some((name, payload.raw(name)?))) {
+            Some((name, raw)) => Some(
+                crate::claims::u64_or_string(&mut serde_json::Deserializer::from_str(raw.get()))
+                    .map_err(|_| Error::InvalidClaim(name.to_owned()))?,
+            ),
+            None => None,
+        };
+        let addresses = match ip_claim.and_then(|name| Some((name, payload.raw(name)?))) {
+            Some((name, raw)) => Some(crate::policy::parse_ip_claim(raw.get(), name)?),
+            None => None,
+        };
         let claims = payload.claims::<C>()?;
         // Built in place behind the Arc: only a pointer moves from here on.
         let verified = Arc::new(Verified {
@@ -591,6 +625,8 @@ impl<C: DeserializeOwned + Send + Sync + 'static> Authenticator<C> {
             alg,
             kid: header.kid.clone(),
             reg: payload.reg,
+            credits,
+            addresses,
             claims,
         });
         Ok(Ok((verified, key, index)))

@@ -40,6 +40,8 @@ pub struct Verified<C = NoClaims> {
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<Arc<str>>,
     pub(crate) reg: Registered,
+    pub(crate) credits: Option<u64>,
+    pub(crate) addresses: Option<Box<[crate::policy::IpNet]>>,
     pub(crate) claims: C,
 }
 
@@ -96,6 +98,14 @@ impl<C> Verified<C> {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|s| s == scope)
     }
+    /// The allowance of a metered token (the policies' credits claim).
+    pub fn credits(&self) -> Option<u64> {
+        self.credits
+    }
+    /// The client addresses the token is bound to (the policies' address claim).
+    pub fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]> {
+        self.addresses.as_deref()
+    }
     /// The algorithm the token was signed with.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
@@ -130,6 +140,12 @@ pub trait TokenInfo: Send + Sync + 'static {
     fn key_id(&self) -> Option<&str>;
     /// `exp`.
     fn expires_at(&self) -> i64;
+    /// `iat`, if present.
+    fn issued_at(&self) -> Option<i64>;
+    /// The allowance of a metered token, if the policies meter credits.
+    fn credits(&self) -> Option<u64>;
+    /// The client addresses the token is bound to, if the policies bind.
+    fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]>;
     /// All scopes, space-delimited.
     fn scope(&self) -> &str;
     /// True when the token carries `scope`.
@@ -159,6 +175,15 @@ impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
     }
     fn expires_at(&self) -> i64 {
         self.reg.exp
+    }
+    fn issued_at(&self) -> Option<i64> {
+        self.reg.iat
+    }
+    fn credits(&self) -> Option<u64> {
+        self.credits
+    }
+    fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]> {
+        self.addresses.as_deref()
     }
     fn scope(&self) -> &str {
         &self.reg.scopes
@@ -240,6 +265,14 @@ impl<'p> Payload<'p> {
             }
             (Err(_), None) => Err(Error::MalformedToken("payload is not a JSON object")),
         }
+    }
+
+    /// The raw JSON of a member (kept only when parsed with `keep_raw`).
+    pub(crate) fn raw(&self, claim: &str) -> Option<&'p RawValue> {
+        self.members
+            .iter()
+            .find(|(n, _)| n == claim)
+            .and_then(|(_, v)| *v)
     }
 
     pub(crate) fn has(&self, claim: &str) -> bool {

@@ -77,6 +77,29 @@ pub enum Error {
         /// challenge's `scope` attribute, RFC 6750 §3).
         required: String,
     },
+    /// The token was revoked (by its `jti`, or by a watermark on its
+    /// subject or client).
+    #[error("the token has been revoked")]
+    Revoked,
+    /// The token is bound to client addresses and the request came from
+    /// another one.
+    #[error("the token is not valid from this client address")]
+    AddressMismatch,
+    /// The token's credits do not cover this request.
+    #[error("the token has no credits left for this request")]
+    CreditsExhausted {
+        /// The token's allowance.
+        limit: u64,
+        /// Credits left (less than the request's cost).
+        remaining: u64,
+    },
+    /// A forwarding header (`Forwarded`, `X-Forwarded-For`) sent by a
+    /// trusted proxy cannot be read.
+    #[error("the forwarding header is malformed")]
+    MalformedForwarded,
+    /// The credit or revocation store cannot answer right now.
+    #[error("the credit or revocation store is unavailable")]
+    StoreUnavailable,
     /// The issuer's keys cannot be had right now (JWKS unreachable, stale beyond bound).
     #[error("the signing keys are temporarily unavailable")]
     KeysUnavailable,
@@ -136,6 +159,11 @@ impl Error {
             Error::MissingClaim(_) => "missing_claim",
             Error::InvalidClaim(_) => "invalid_claim",
             Error::InsufficientScope { .. } => "insufficient_scope",
+            Error::Revoked => "token_revoked",
+            Error::AddressMismatch => "client_address_mismatch",
+            Error::CreditsExhausted { .. } => "credits_exhausted",
+            Error::MalformedForwarded => "malformed_forwarded",
+            Error::StoreUnavailable => "store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
             Error::InvalidKey(_) => "invalid_key",
             Error::KeyFetch(_) => "key_fetch_failed",
@@ -151,7 +179,11 @@ impl Error {
             Some(BearerError::InsufficientScope) => StatusCode::FORBIDDEN,
             None => match self {
                 Error::MissingToken => StatusCode::UNAUTHORIZED,
-                Error::KeysUnavailable | Error::KeyFetch(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::CreditsExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
+                Error::MalformedForwarded => StatusCode::BAD_REQUEST,
+                Error::KeysUnavailable | Error::KeyFetch(_) | Error::StoreUnavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -166,7 +198,10 @@ impl Error {
             | Error::KeysUnavailable
             | Error::InvalidKey(_)
             | Error::KeyFetch(_)
-            | Error::Config(_) => None,
+            | Error::Config(_)
+            | Error::CreditsExhausted { .. }
+            | Error::MalformedForwarded
+            | Error::StoreUnavailable => None,
             Error::MalformedAuthorization | Error::MultipleTokens | Error::TokenTooLarge { .. } => {
                 Some(BearerError::InvalidRequest)
             }
@@ -178,7 +213,10 @@ impl Error {
     /// True when the failure is on the server's side and the client may retry
     /// later (a `Retry-After` is then sent).
     pub const fn is_temporary(&self) -> bool {
-        matches!(self, Error::KeysUnavailable | Error::KeyFetch(_))
+        matches!(
+            self,
+            Error::KeysUnavailable | Error::KeyFetch(_) | Error::StoreUnavailable
+        )
     }
 }
 

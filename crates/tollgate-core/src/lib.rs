@@ -33,6 +33,7 @@ mod fastjson;
 pub mod jws;
 mod key;
 mod keyset;
+pub mod policy;
 mod remote;
 mod response;
 mod scope;
@@ -45,5 +46,7 @@ pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};
 pub use keyset::KeySet;
 pub use remote::RemoteOptions;
-pub use response::{error_response, problem_json, www_authenticate};
+pub use response::{
+    CREDITS_LIMIT, CREDITS_REMAINING, error_response, problem_json, www_authenticate,
+};
 pub use scope::ScopeRequirement;

@@ -19,6 +19,11 @@ use http::{HeaderValue, Response};
 
 use crate::error::Error;
 
+/// Response header with a metered token's allowance.
+pub const CREDITS_LIMIT: &str = "credits-limit";
+/// Response header with the credits a metered token has left after the request.
+pub const CREDITS_REMAINING: &str = "credits-remaining";
+
 /// Seconds a client is told to wait when keys are unavailable.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -93,6 +98,10 @@ pub fn error_response(err: &Error, realm: Option<&str>) -> Response<String> {
     }
     if err.is_temporary() {
         h.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    if let Error::CreditsExhausted { limit, remaining } = err {
+        h.insert(CREDITS_LIMIT, HeaderValue::from(*limit));
+        h.insert(CREDITS_REMAINING, HeaderValue::from(*remaining));
     }
     resp
 }

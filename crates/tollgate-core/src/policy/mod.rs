@@ -1,0 +1,597 @@
+//! Policies that run after a token verified: client address binding,
+//! revocation and credits, with the stores they use.
+//!
+//! Order per request: the address binding is checked first (it needs no
+//! store), then revocation and credit consumption together in one store call
+//! ([`Store::check`]), so a revoked token spends nothing and a network store
+//! needs one round trip.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies};
+//!
+//! let policies = Policies::new(Arc::new(MemoryStore::new()))
+//!     .credits(Credits::new().cost(1))
+//!     .ip_binding(IpBinding::new().trusted_proxies(["10.0.0.0/8"]).unwrap());
+//! # let _ = policies;
+//! ```
+
+mod ip;
+mod memory;
+mod store;
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderMap, StatusCode};
+
+pub(crate) use ip::parse_claim as parse_ip_claim;
+pub use ip::{BadIpNet, IpNet};
+pub use memory::MemoryStore;
+pub use store::{
+    Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
+    TokenRef, Verdict,
+};
+
+use crate::claims::TokenInfo;
+use crate::error::{Error, Result};
+
+/// What a cost function sees of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query, without `?`.
+    pub query: Option<&'a str>,
+}
+
+type CostFn = Arc<dyn Fn(&RequestInfo<'_>) -> u64 + Send + Sync>;
+type RefundFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+
+/// When credits are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChargeMode {
+    /// Charged before the handler runs; kept whatever the handler answers.
+    #[default]
+    OnRequest,
+    /// Reserved before the handler runs and refunded when the handler fails
+    /// (a 5xx by default, or what [`Credits::refund_when`] says).
+    OnSuccess,
+}
+
+/// Credit metering: a token carrying an allowance claim (a number or a
+/// numeric string) pays for each request out of it. Tokens without the
+/// claim are not metered.
+#[derive(Clone)]
+pub struct Credits {
+    claim: String,
+    cost: u64,
+    cost_fn: Option<CostFn>,
+    mode: ChargeMode,
+    refund_when: Option<RefundFn>,
+}
+
+impl fmt::Debug for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credits")
+            .field("claim", &self.claim)
+            .field("cost", &self.cost)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Credits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Credits {
+    /// Allowance claim `credits`, each request costs 1, charged on request.
+    pub fn new() -> Self {
+        Credits {
+            claim: "credits".into(),
+            cost: 1,
+            cost_fn: None,
+            mode: ChargeMode::OnRequest,
+            refund_when: None,
+        }
+    }
+
+    /// The name of the allowance claim.
+    pub fn claim(mut self, name: impl Into<String>) -> Self {
+        self.claim = name.into();
+        self
+    }
+
+    /// The default cost of a request (0 allowed). A route-level cost
+    /// replaces it for that route.
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Computes the cost from the request (replaces the default cost).
+    pub fn cost_fn<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&RequestInfo<'_>) -> u64 + Send + Sync + 'static,
+    {
+        self.cost_fn = Some(Arc::new(f));
+        self
+    }
+
+    /// Charge on success: reserve before, refund when the handler fails.
+    pub fn charge_on_success(mut self) -> Self {
+        self.mode = ChargeMode::OnSuccess;
+        self
+    }
+
+    /// Which statuses count as failure under
+    /// [`charge_on_success`](Self::charge_on_success) (default: 5xx).
+    pub fn refund_when<F>(mut self, f: F) -> Self
+    where
+        F: Fn(StatusCode) -> bool + Send + Sync + 'static,
+    {
+        self.refund_when = Some(Arc::new(f));
+        self
+    }
+
+    /// The charge mode.
+    pub fn mode(&self) -> ChargeMode {
+        self.mode
+    }
+
+    fn cost_of(&self, req: &RequestInfo<'_>) -> u64 {
+        match &self.cost_fn {
+            Some(f) => f(req),
+            None => self.cost,
+        }
+    }
+}
+
+/// Client address binding: a token carrying the address claim (one address
+/// or a list of addresses and CIDR ranges, IPv4 and IPv6) is accepted only
+/// from those addresses. Tokens without the claim are not bound.
+#[derive(Debug, Clone)]
+pub struct IpBinding {
+    claim: String,
+    trusted: ip::TrustedProxies,
+}
+
+impl Default for IpBinding {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IpBinding {
+    /// Claim `ip`; no proxy trusted (the client is the peer).
+    pub fn new() -> Self {
+        IpBinding {
+            claim: "ip".into(),
+            trusted: ip::TrustedProxies::default(),
+        }
+    }
+
+    /// The name of the address claim.
+    pub fn claim(mut self, name: impl Into<String>) -> Self {
+        self.claim = name.into();
+        self
+    }
+
+    /// Proxies (addresses or CIDR ranges) whose `Forwarded` /
+    /// `X-Forwarded-For` headers are believed. The client is the right-most
+    /// address in the header that is not a trusted proxy.
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> std::result::Result<Self, BadIpNet>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for p in proxies {
+            self.trusted.0.push(p.as_ref().parse()?);
+        }
+        Ok(self)
+    }
+}
+
+/// The policies an [`Authenticator`](crate::Authenticator) applies after a
+/// token verified. Revocation is checked on every request (cache hits
+/// included) whenever a store is set.
+#[derive(Clone)]
+pub struct Policies {
+    store: Arc<dyn Store>,
+    revocation: bool,
+    revocation_fail_open: bool,
+    credits: Option<Credits>,
+    ip: Option<IpBinding>,
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("revocation", &self.revocation)
+            .field("revocation_fail_open", &self.revocation_fail_open)
+            .field("credits", &self.credits)
+            .field("ip", &self.ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policies {
+    /// Revocation checks against `store`; no credits, no address binding.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Policies {
+            store,
+            revocation: true,
+            revocation_fail_open: false,
+            credits: None,
+            ip: None,
+        }
+    }
+
+    /// Meters tokens that carry an allowance.
+    pub fn credits(mut self, credits: Credits) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
+    /// Binds tokens that carry an address claim to the client address.
+    pub fn ip_binding(mut self, binding: IpBinding) -> Self {
+        self.ip = Some(binding);
+        self
+    }
+
+    /// Skips revocation checks (credits still use the store).
+    pub fn without_revocation(mut self) -> Self {
+        self.revocation = false;
+        self
+    }
+
+    /// When the store cannot answer, lets unmetered tokens through without a
+    /// revocation check (logged at `warn`). Metered tokens still fail closed:
+    /// credits are never spent unrecorded. Default: fail closed (503).
+    pub fn revocation_fail_open(mut self) -> Self {
+        self.revocation_fail_open = true;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn credits_claim(&self) -> Option<&str> {
+        self.credits.as_ref().map(|c| c.claim.as_str())
+    }
+
+    pub(crate) fn ip_claim(&self) -> Option<&str> {
+        self.ip.as_ref().map(|i| i.claim.as_str())
+    }
+
+    /// True when the client address must be known for this token: it is
+    /// bound to addresses and binding is on.
+    pub fn needs_client_address(&self, token: &dyn TokenInfo) -> bool {
+        self.ip.is_some() && token.bound_addresses().is_some()
+    }
+
+    /// True when forwarding headers matter for a request from `peer` (it is
+    /// a trusted proxy).
+    pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
+        self.ip
+            .as_ref()
+            .is_some_and(|b| b.trusted.0.iter().any(|n| n.contains(peer)))
+    }
+
+    /// The client address of a request from `peer`, trusted proxies' headers
+    /// considered.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr> {
+        match &self.ip {
+            Some(b) => b.trusted.client_address(peer, headers),
+            None => Ok(peer.to_canonical()),
+        }
+    }
+
+    /// Runs the policies for a verified token: address binding, then
+    /// revocation and the charge in one store call. `client` is the client
+    /// address (required when [`needs_client_address`](Self::needs_client_address)).
+    ///
+    /// On success, returns the [`Meter`] of a metered token (to put in the
+    /// request, for route costs, refunds and the credit headers).
+    pub fn admit(
+        self: &Arc<Self>,
+        token: Arc<dyn TokenInfo>,
+        client: Option<IpAddr>,
+        request: &RequestInfo<'_>,
+    ) -> Admission {
+        if let (Some(_), Some(bound)) = (&self.ip, token.bound_addresses()) {
+            let Some(client) = client else {
+                return Admission::Ready(Err(Error::Config(
+                    "the client address is unknown; serve with connection info".into(),
+                )));
+            };
+            if !bound.iter().any(|n| n.contains(client)) {
+                return Admission::Ready(Err(Error::AddressMismatch));
+            }
+        }
+        let consumption = match (&self.credits, token.credits()) {
+            (Some(c), Some(allowance)) => {
+                if token.token_id().is_none() {
+                    return Admission::Ready(Err(Error::MissingClaim("jti".into())));
+                }
+                Some(Consumption {
+                    allowance,
+                    cost: c.cost_of(request),
+                })
+            }
+            _ => None,
+        };
+        if !self.revocation && consumption.is_none() {
+            return Admission::Ready(Ok(None));
+        }
+        let tref = token_ref(&*token);
+        if let Some(answer) = self.store.try_check(tref, consumption) {
+            return Admission::Ready(self.conclude(&token, consumption, answer));
+        }
+        let this = self.clone();
+        Admission::Pending(Box::pin(async move {
+            let answer = this.store.check(token_ref(&*token), consumption).await;
+            this.conclude(&token, consumption, answer)
+        }))
+    }
+
+    fn conclude(
+        &self,
+        token: &Arc<dyn TokenInfo>,
+        consumption: Option<Consumption>,
+        answer: std::result::Result<Verdict, StoreError>,
+    ) -> Result<Option<Arc<Meter>>> {
+        match answer {
+            Err(e) if consumption.is_none() && self.revocation_fail_open => {
+                tracing::warn!(error = %e, "revocation store unavailable; failing open");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable; failing closed");
+                Err(Error::StoreUnavailable)
+            }
+            Ok(Verdict::Revoked) => Err(Error::Revoked),
+            Ok(Verdict::Admitted(None)) => Ok(None),
+            Ok(Verdict::Admitted(Some(Consumed::Exhausted { remaining }))) => {
+                Err(Error::CreditsExhausted {
+                    limit: consumption.map_or(0, |c| c.allowance),
+                    remaining,
+                })
+            }
+            Ok(Verdict::Admitted(Some(Consumed::Charged { remaining }))) => {
+                let (Some(c), Some(credits)) = (consumption, &self.credits) else {
+                    return Ok(None);
+                };
+                Ok(Some(Arc::new(Meter {
+                    store: self.store.clone(),
+                    token: token.clone(),
+                    limit: c.allowance,
+                    charged: AtomicU64::new(c.cost),
+                    remaining: AtomicU64::new(remaining),
+                    mode: credits.mode,
+                    refund_when: credits.refund_when.clone(),
+                })))
+            }
+        }
+    }
+}
+
+/// The store's view of a token.
+pub fn token_ref(token: &dyn TokenInfo) -> TokenRef<'_> {
+    TokenRef {
+        issuer: token.issuer(),
+        token_id: token.token_id(),
+        subject: token.subject(),
+        client_id: token.client_id(),
+        issued_at: token.issued_at(),
+        expires_at: token.expires_at(),
+    }
+}
+
+/// A policy decision still waiting for the store.
+pub type AdmissionFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<Meter>>>> + Send>>;
+
+/// A policy decision, answered now or after the store replies.
+pub enum Admission {
+    /// Decided without waiting.
+    Ready(Result<Option<Arc<Meter>>>),
+    /// The store must be awaited.
+    Pending(AdmissionFuture),
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Admission::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Admission::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// The credits of one metered request: what was charged, what is left.
+/// Framework layers put it in the request; a route-level cost adjusts the
+/// charge, a failed request is refunded, and the response carries
+/// `Credits-Limit` and `Credits-Remaining`.
+pub struct Meter {
+    store: Arc<dyn Store>,
+    token: Arc<dyn TokenInfo>,
+    limit: u64,
+    charged: AtomicU64,
+    remaining: AtomicU64,
+    mode: ChargeMode,
+    refund_when: Option<RefundFn>,
+}
+
+impl fmt::Debug for Meter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meter")
+            .field("limit", &self.limit)
+            .field("charged", &self.charged())
+            .field("remaining", &self.remaining())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A future a [`Meter`] operation must wait for.
+pub type MeterFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+impl Meter {
+    /// The token's allowance.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Credits charged to this request so far.
+    pub fn charged(&self) -> u64 {
+        self.charged.load(Ordering::Acquire)
+    }
+
+    /// Credits left after this request's charge.
+    pub fn remaining(&self) -> u64 {
+        self.remaining.load(Ordering::Acquire)
+    }
+
+    /// True when a response with `status` (or a rejection by a Tollgate
+    /// layer inside, `rejected`) gives the charge back.
+    pub fn should_refund(&self, status: StatusCode, rejected: bool) -> bool {
+        if self.charged() == 0 {
+            return false;
+        }
+        if rejected {
+            return true;
+        }
+        match self.mode {
+            ChargeMode::OnRequest => false,
+            ChargeMode::OnSuccess => match &self.refund_when {
+                Some(f) => f(status),
+                None => status.is_server_error(),
+            },
+        }
+    }
+
+    /// Makes this request cost `cost` in all (a route-level cost): charges
+    /// the difference, or refunds it. `Err(CreditsExhausted)` when the
+    /// difference cannot be paid (the earlier charge stays, for the caller
+    /// to refund with the rejection).
+    pub fn set_cost(self: &Arc<Self>, cost: u64) -> MeterStep {
+        let charged = self.charged();
+        if cost == charged {
+            return MeterStep::Ready(Ok(()));
+        }
+        let tref = token_ref(&*self.token);
+        if cost > charged {
+            let c = Consumption {
+                allowance: self.limit,
+                cost: cost - charged,
+            };
+            if let Some(answer) = self.store.try_consume(tref, c) {
+                return MeterStep::Ready(self.charged_more(c.cost, answer));
+            }
+            let this = self.clone();
+            MeterStep::Pending(Box::pin(async move {
+                let answer = this.store.consume(token_ref(&*this.token), c).await;
+                this.charged_more(c.cost, answer)
+            }))
+        } else {
+            self.refund(charged - cost)
+        }
+    }
+
+    /// Gives back everything charged to this request.
+    pub fn refund_all(self: &Arc<Self>) -> MeterStep {
+        self.refund(self.charged())
+    }
+
+    fn refund(self: &Arc<Self>, amount: u64) -> MeterStep {
+        if amount == 0 {
+            return MeterStep::Ready(Ok(()));
+        }
+        let tref = token_ref(&*self.token);
+        if let Some(answer) = self.store.try_refund(tref, self.limit, amount) {
+            return MeterStep::Ready(self.refunded(amount, answer));
+        }
+        let this = self.clone();
+        MeterStep::Pending(Box::pin(async move {
+            let answer = this
+                .store
+                .refund(token_ref(&*this.token), this.limit, amount)
+                .await;
+            this.refunded(amount, answer)
+        }))
+    }
+
+    fn charged_more(
+        &self,
+        amount: u64,
+        answer: std::result::Result<Consumed, StoreError>,
+    ) -> Result<()> {
+        match answer {
+            Ok(Consumed::Charged { remaining }) => {
+                self.charged.fetch_add(amount, Ordering::AcqRel);
+                self.remaining.store(remaining, Ordering::Release);
+                Ok(())
+            }
+            Ok(Consumed::Exhausted { remaining }) => Err(Error::CreditsExhausted {
+                limit: self.limit,
+                remaining,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "credit store unavailable");
+                Err(Error::StoreUnavailable)
+            }
+        }
+    }
+
+    fn refunded(&self, amount: u64, answer: std::result::Result<u64, StoreError>) -> Result<()> {
+        match answer {
+            Ok(remaining) => {
+                self.charged.fetch_sub(amount, Ordering::AcqRel);
+                self.remaining.store(remaining, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                // The credits stay spent: never hand out more than was paid.
+                tracing::warn!(error = %e, "refund failed; credits stay spent");
+                Err(Error::StoreUnavailable)
+            }
+        }
+    }
+}
+
+/// A [`Meter`] step, done now or after the store replies.
+pub enum MeterStep {
+    /// Done without waiting.
+    Ready(Result<()>),
+    /// The store must be awaited.
+    Pending(MeterFuture),
+}
+
+impl MeterStep {
+    /// Waits for the step, whichever kind it is.
+    pub async fn wait(self) -> Result<()> {
+        match self {
+            MeterStep::Ready(r) => r,
+            MeterStep::Pending(f) => f.await,
+        }
+    }
+}
+
+impl fmt::Debug for MeterStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MeterStep::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            MeterStep::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}

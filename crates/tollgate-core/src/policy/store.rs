@@ -1,0 +1,196 @@
+//! The store traits: where credit counters and revocations live.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A store operation in flight.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store could not answer (connection lost, disk error, timeout). The
+/// policies turn it into a 503 with `Retry-After` (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// What a store needs to know about a token. Counters are keyed by
+/// (`issuer`, `token_id`) and live until `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    /// `iss`.
+    pub issuer: &'a str,
+    /// `jti`; a metered token always has one.
+    pub token_id: Option<&'a str>,
+    /// `sub`.
+    pub subject: Option<&'a str>,
+    /// `client_id`.
+    pub client_id: Option<&'a str>,
+    /// `iat`, seconds since the epoch.
+    pub issued_at: Option<i64>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// Whose tokens a watermark revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal<'a> {
+    /// Every token with this `sub`.
+    Subject(&'a str),
+    /// Every token with this `client_id`.
+    Client(&'a str),
+}
+
+/// A consumption: take `cost` out of `allowance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumption {
+    /// The token's allowance (its credits claim).
+    pub allowance: u64,
+    /// What this request costs (0 allowed).
+    pub cost: u64,
+}
+
+/// The answer to a consumption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumed {
+    /// Taken; `remaining` credits are left.
+    Charged {
+        /// Credits left after this consumption.
+        remaining: u64,
+    },
+    /// Not taken: fewer than `cost` credits are left. Nothing changed.
+    Exhausted {
+        /// Credits left.
+        remaining: u64,
+    },
+}
+
+/// The combined answer of [`Store::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The token is revoked; nothing was spent.
+    Revoked,
+    /// Not revoked; the consumption's outcome, if one was asked for.
+    Admitted(Option<Consumed>),
+}
+
+/// Revocations: single tokens by (`iss`, `jti`) until their `exp`, and
+/// watermarks that revoke every token of a subject or client issued before a
+/// time.
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Revokes one token until `expires_at` (after which it is invalid anyway).
+    fn revoke<'a>(
+        &'a self,
+        issuer: &'a str,
+        token_id: &'a str,
+        expires_at: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Revokes every token of `principal` from `issuer` whose `iat` is before
+    /// `before` (tokens without `iat` included). The watermark may be
+    /// forgotten after `keep_until`: pass the latest `exp` such a token can
+    /// have. A later call with an earlier `before` does not lower it.
+    fn revoke_issued_before<'a>(
+        &'a self,
+        issuer: &'a str,
+        principal: Principal<'a>,
+        before: i64,
+        keep_until: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// True when the token is revoked by `jti` or by a watermark.
+    fn is_revoked<'a>(&'a self, token: TokenRef<'a>) -> StoreFuture<'a, bool>;
+
+    /// [`is_revoked`](Self::is_revoked) without waiting, for stores that can
+    /// answer from memory. `None`: call the async method.
+    fn try_is_revoked(&self, token: TokenRef<'_>) -> Option<Result<bool, StoreError>> {
+        let _ = token;
+        None
+    }
+}
+
+/// Credit counters: atomic consumption out of a token's allowance.
+pub trait CreditStore: Send + Sync + 'static {
+    /// Takes `c.cost` out of what is left of `c.allowance` for the token, in
+    /// one atomic step: concurrent consumptions never spend more than the
+    /// allowance. The counter lives until the token's `exp`.
+    fn consume<'a>(&'a self, token: TokenRef<'a>, c: Consumption) -> StoreFuture<'a, Consumed>;
+
+    /// Gives `amount` back (never below zero spent). Returns the credits left.
+    /// Callers only refund what they charged.
+    fn refund<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+        allowance: u64,
+        amount: u64,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Credits spent so far by (`issuer`, `token_id`); `None` when no counter
+    /// exists (never used, or expired and purged).
+    fn spent<'a>(&'a self, issuer: &'a str, token_id: &'a str) -> StoreFuture<'a, Option<u64>>;
+
+    /// [`consume`](Self::consume) without waiting; `None`: call the async method.
+    fn try_consume(
+        &self,
+        token: TokenRef<'_>,
+        c: Consumption,
+    ) -> Option<Result<Consumed, StoreError>> {
+        let _ = (token, c);
+        None
+    }
+
+    /// [`refund`](Self::refund) without waiting; `None`: call the async method.
+    fn try_refund(
+        &self,
+        token: TokenRef<'_>,
+        allowance: u64,
+        amount: u64,
+    ) -> Option<Result<u64, StoreError>> {
+        let _ = (token, allowance, amount);
+        None
+    }
+}
+
+/// A store of both kinds. [`check`](Store::check) answers revocation and
+/// consumption together: a network store overrides it to need one round
+/// trip; the default asks the two traits in turn.
+pub trait Store: RevocationStore + CreditStore {
+    /// Revocation check, then (only when not revoked) the consumption.
+    fn check<'a>(
+        &'a self,
+        token: TokenRef<'a>,
+        consume: Option<Consumption>,
+    ) -> StoreFuture<'a, Verdict> {
+        Box::pin(async move {
+            if self.is_revoked(token).await? {
+                return Ok(Verdict::Revoked);
+            }
+            match consume {
+                Some(c) => Ok(Verdict::Admitted(Some(self.consume(token, c).await?))),
+                None => Ok(Verdict::Admitted(None)),
+            }
+        })
+    }
+
+    /// [`check`](Self::check) without waiting; `None`: call the async method.
+    fn try_check(
+        &self,
+        token: TokenRef<'_>,
+        consume: Option<Consumption>,
+    ) -> Option<Result<Verdict, StoreError>> {
+        match self.try_is_revoked(token)? {
+            Err(e) => Some(Err(e)),
+            Ok(true) => Some(Ok(Verdict::Revoked)),
+            Ok(false) => match consume {
+                None => Some(Ok(Verdict::Admitted(None))),
+                Some(c) => Some(
+                    self.try_consume(token, c)?
+                        .map(|c| Verdict::Admitted(Some(c))),
+                ),
+            },
+        }
+    }
+
+    /// Removes counters and revocations that expired before `now` (seconds
+    /// since the epoch) minus the store's grace period. Returns how many
+    /// entries went. Stores whose entries expire by themselves return 0.
+    fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64>;
+}
