@@ -143,6 +143,15 @@ mod tests {
         fn expires_at(&self) -> i64 {
             0
         }
+        fn issued_at(&self) -> Option<i64> {
+            None
+        }
+        fn credits(&self) -> Option<u64> {
+            None
+        }
+        fn bound_addresses(&self) -> Option<&[tollgate_core::policy::IpNet]> {
+            None
+        }
         fn scope(&self) -> &str {
             self.0
         }
