@@ -50,8 +50,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
+use tollgate_core::policy::{Admission, Meter, RequestInfo};
 use tollgate_core::{
-    Authenticator, BearerExtractor, Error, NoClaims, ScopeRequirement, TokenInfo, Verified,
+    Authenticator, BearerExtractor, CREDITS_LIMIT, CREDITS_REMAINING, Error, NoClaims,
+    ScopeRequirement, TokenInfo, Verified,
 };
 
 /// Marks a request that went on without a token under [`Auth::optional`].
@@ -281,6 +283,103 @@ fn rejected(err: &Error) {
         .increment(1);
 }
 
+/// Runs the authenticator's policies for a verified token. The client
+/// address is the connection's peer; forwarding headers count only when the
+/// peer is a trusted proxy.
+fn admit<C: Send + Sync + 'static>(
+    config: &Config<C>,
+    req: &ServiceRequest,
+    token: &Arc<Verified<C>>,
+) -> Admission {
+    let Some(policies) = config.auth.policies() else {
+        return Admission::Ready(Ok(None));
+    };
+    let info: Arc<dyn TokenInfo> = token.clone();
+    let client = if policies.needs_client_address(&*info) {
+        match req.peer_addr().map(|a| a.ip()) {
+            Some(peer) if policies.trusts_proxy(peer) => {
+                let mut headers = http::HeaderMap::new();
+                for name in [http::header::FORWARDED.as_str(), "x-forwarded-for"] {
+                    for v in req.headers().get_all(name) {
+                        if let (Ok(n), Ok(v)) = (
+                            http::HeaderName::from_bytes(name.as_bytes()),
+                            http::HeaderValue::from_bytes(v.as_bytes()),
+                        ) {
+                            headers.append(n, v);
+                        }
+                    }
+                }
+                match policies.client_address(peer, &headers) {
+                    Ok(ip) => Some(ip),
+                    Err(e) => return Admission::Ready(Err(e)),
+                }
+            }
+            Some(peer) => Some(peer.to_canonical()),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let request = RequestInfo {
+        method: req.method().as_str(),
+        path: req.path(),
+        query: req.uri().query(),
+    };
+    policies.admit(info, client, &request)
+}
+
+/// The rest of a request once its policies decided: call the service, then
+/// refund a failed metered request and add the credit headers.
+async fn finish<S, B, C>(
+    config: Arc<Config<C>>,
+    service: Rc<S>,
+    req: ServiceRequest,
+    token: Arc<Verified<C>>,
+    decision: tollgate_core::Result<Option<Arc<Meter>>>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    C: Send + Sync + 'static,
+{
+    match decision {
+        Ok(meter) => {
+            accepted(&req, token);
+            let Some(meter) = meter else {
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
+            };
+            req.extensions_mut().insert(meter.clone());
+            let mut res = service.call(req).await?;
+            let rejected = res.response().extensions().get::<Error>().is_some();
+            let status = http::StatusCode::from_u16(res.status().as_u16())
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            if meter.should_refund(status, rejected) {
+                let _ = meter.refund_all().wait().await;
+            }
+            credit_headers(res.headers_mut(), &meter);
+            Ok(res.map_into_left_body())
+        }
+        Err(err) => {
+            rejected(&err);
+            let resp = config.reject(&err);
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+    }
+}
+
+fn credit_headers(headers: &mut actix_web::http::header::HeaderMap, meter: &Meter) {
+    headers.insert(
+        HeaderName::from_static(CREDITS_LIMIT),
+        HeaderValue::from(meter.limit()),
+    );
+    headers.insert(
+        HeaderName::from_static(CREDITS_REMAINING),
+        HeaderValue::from(meter.remaining()),
+    );
+}
+
 impl<S, B, C> Service<ServiceRequest> for AuthMiddleware<S, C>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
@@ -314,11 +413,26 @@ where
                 let fut = self.service.call(req);
                 Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
             }
-            Outcome::Verified(token) => {
-                accepted(&req, token);
-                let fut = self.service.call(req);
-                Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
-            }
+            Outcome::Verified(token) => match admit(config, &req, &token) {
+                Admission::Ready(Ok(None)) => {
+                    accepted(&req, token);
+                    let fut = self.service.call(req);
+                    Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
+                }
+                Admission::Ready(decision) => {
+                    let service = self.service.clone();
+                    let config = self.config.clone();
+                    Box::pin(finish(config, service, req, token, decision))
+                }
+                Admission::Pending(decision) => {
+                    let service = self.service.clone();
+                    let config = self.config.clone();
+                    Box::pin(async move {
+                        let decision = decision.await;
+                        finish(config, service, req, token, decision).await
+                    })
+                }
+            },
             Outcome::Rejected(err) => {
                 rejected(&err);
                 let resp = config.reject(&err);
@@ -330,11 +444,11 @@ where
                 Box::pin(async move {
                     match config.auth.verify(&token).await {
                         Ok(verified) => {
-                            accepted(&req, verified);
-                            service
-                                .call(req)
-                                .await
-                                .map(ServiceResponse::map_into_left_body)
+                            let decision = match admit(&config, &req, &verified) {
+                                Admission::Ready(d) => d,
+                                Admission::Pending(d) => d.await,
+                            };
+                            finish(config, service, req, verified, decision).await
                         }
                         Err(err) => {
                             rejected(&err);
@@ -557,5 +671,88 @@ where
         tracing::debug!(reason = err.code(), "request rejected");
         let resp = render(&err, self.require.realm.as_deref());
         Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
+    }
+}
+
+/// Sets what a request to a scope or resource costs (`Scope::wrap`,
+/// `Resource::wrap`), replacing the default cost of the [`Auth`]
+/// middleware's credit policy: the difference is charged (402
+/// `credits_exhausted` when it cannot be paid, and the earlier charge is
+/// refunded) or refunded. Requests with unmetered tokens pass untouched.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use tollgate_actix::Charge;
+///
+/// let app = App::new().service(
+///     web::resource("/report").wrap(Charge::cost(5)).to(|| async { "report" }),
+/// );
+/// # let _ = app;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Charge {
+    cost: u64,
+}
+
+impl Charge {
+    /// Requests cost `cost` credits (0 allowed).
+    pub fn cost(cost: u64) -> Self {
+        Charge { cost }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Charge
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = ChargeMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ChargeMiddleware {
+            service: Rc::new(service),
+            cost: self.cost,
+        }))
+    }
+}
+
+/// The service made by [`Charge`].
+pub struct ChargeMiddleware<S> {
+    service: Rc<S>,
+    cost: u64,
+}
+
+impl<S, B> Service<ServiceRequest> for ChargeMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let meter = req.extensions().get::<Arc<Meter>>().cloned();
+        let service = self.service.clone();
+        let cost = self.cost;
+        Box::pin(async move {
+            if let Some(meter) = meter
+                && let Err(err) = meter.set_cost(cost).wait().await
+            {
+                tracing::debug!(reason = err.code(), "request rejected");
+                let resp = render(&err, None);
+                return Ok(req.into_response(resp).map_into_right_body());
+            }
+            service
+                .call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        })
     }
 }

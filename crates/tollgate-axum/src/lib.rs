@@ -39,7 +39,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use tollgate_core::{Error, NoClaims, TokenInfo, Verified};
 
-pub use tollgate_tower::{Anonymous, Auth, AuthLayer, RequireScope, RequireScopeLayer, verified};
+pub use tollgate_tower::{
+    Anonymous, Auth, AuthLayer, Charge, ChargeLayer, RequireScope, RequireScopeLayer, verified,
+};
 
 /// The verified token of the request, with application claims `C`.
 ///

@@ -6,10 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Method, Request, Response};
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
-use tollgate_core::{Authenticator, BearerExtractor, Error, NoClaims, TokenInfo, Verified};
+use tollgate_core::policy::{Admission, Meter, MeterFuture, MeterStep, RequestInfo};
+use tollgate_core::{
+    Authenticator, BearerExtractor, CREDITS_LIMIT, CREDITS_REMAINING, Error, NoClaims, TokenInfo,
+    Verified,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
@@ -23,6 +29,21 @@ pub struct Anonymous;
 /// Replaces the error answer. Gets the error and Tollgate's answer.
 type ErrorHook = Arc<dyn Fn(&Error, Response<String>) -> Response<String> + Send + Sync>;
 
+/// Finds the peer address of a request in its extensions.
+type PeerFn = fn(&http::Extensions) -> Option<IpAddr>;
+
+/// The peer address as servers record it: axum's `ConnectInfo<SocketAddr>`
+/// (with the `axum` feature), or a `SocketAddr` / `IpAddr` extension.
+pub fn default_peer_address(ext: &http::Extensions) -> Option<IpAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = ext.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    ext.get::<SocketAddr>()
+        .map(SocketAddr::ip)
+        .or_else(|| ext.get::<IpAddr>().copied())
+}
+
 struct Config<C> {
     auth: Authenticator<C>,
     extractor: BearerExtractor,
@@ -30,6 +51,7 @@ struct Config<C> {
     preflight: bool,
     realm: Option<String>,
     on_error: Option<ErrorHook>,
+    peer: PeerFn,
 }
 
 impl<C> Clone for Config<C> {
@@ -41,6 +63,7 @@ impl<C> Clone for Config<C> {
             preflight: self.preflight,
             realm: self.realm.clone(),
             on_error: self.on_error.clone(),
+            peer: self.peer,
         }
     }
 }
@@ -112,6 +135,7 @@ impl<C> AuthLayer<C> {
                 preflight: false,
                 realm: None,
                 on_error: None,
+                peer: default_peer_address,
             }),
         }
     }
@@ -144,6 +168,14 @@ impl<C> AuthLayer<C> {
     /// The `realm` of the `WWW-Authenticate` challenge.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.config_mut().realm = Some(realm.into());
+        self
+    }
+
+    /// How the peer address is found in a request's extensions, for tokens
+    /// bound to client addresses (default: [`default_peer_address`]). With
+    /// axum, serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn peer_address(mut self, find: fn(&http::Extensions) -> Option<IpAddr>) -> Self {
+        self.config_mut().peer = find;
         self
     }
 
@@ -213,6 +245,56 @@ fn accepted<C: Send + Sync + 'static, B>(
     // One extension, type-erased; `verified::<C>` recovers the typed token.
     let info: Arc<dyn TokenInfo> = token;
     req.extensions_mut().insert(info);
+}
+
+/// Runs the authenticator's policies (address binding, revocation, credits)
+/// for a verified token.
+fn admit<C: Send + Sync + 'static, B>(
+    config: &Config<C>,
+    req: &Request<B>,
+    token: &Arc<Verified<C>>,
+) -> Admission {
+    let Some(policies) = config.auth.policies() else {
+        return Admission::Ready(Ok(None));
+    };
+    let info: Arc<dyn TokenInfo> = token.clone();
+    let client = if policies.needs_client_address(&*info) {
+        match (config.peer)(req.extensions()) {
+            Some(peer) => match policies.client_address(peer, req.headers()) {
+                Ok(ip) => Some(ip),
+                Err(e) => return Admission::Ready(Err(e)),
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let request = RequestInfo {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+    };
+    policies.admit(info, client, &request)
+}
+
+/// The response side of a metered request: refund when it failed, then
+/// the credit headers. Returns a future when the refund must wait.
+fn settle<B>(res: &mut Response<B>, meter: &Arc<Meter>) -> Option<MeterFuture> {
+    let rejected = res.extensions().get::<Error>().is_some();
+    if meter.should_refund(res.status(), rejected) {
+        match meter.refund_all() {
+            MeterStep::Ready(_) => {}
+            MeterStep::Pending(f) => return Some(f),
+        }
+    }
+    credit_headers(res, meter);
+    None
+}
+
+pub(crate) fn credit_headers<B>(res: &mut Response<B>, meter: &Meter) {
+    let h = res.headers_mut();
+    h.insert(CREDITS_LIMIT, HeaderValue::from(meter.limit()));
+    h.insert(CREDITS_REMAINING, HeaderValue::from(meter.remaining()));
 }
 
 /// The verified token an [`AuthLayer<C>`] put into a request's extensions;
@@ -311,22 +393,46 @@ where
                 ResponseFuture::inner(self.inner.call(req))
             }
             Outcome::Rejected(e) => ResponseFuture::ready(config.reject(e)),
-            Outcome::Verified(verified) => {
-                accepted(&span, &mut req, verified);
-                ResponseFuture::inner(self.inner.call(req))
-            }
+            Outcome::Verified(verified) => match admit(config, &req, &verified) {
+                Admission::Ready(Ok(meter)) => {
+                    accepted(&span, &mut req, verified);
+                    match meter {
+                        None => ResponseFuture::inner(self.inner.call(req)),
+                        Some(meter) => {
+                            req.extensions_mut().insert(meter.clone());
+                            ResponseFuture::metered(self.inner.call(req), meter)
+                        }
+                    }
+                }
+                Admission::Ready(Err(e)) => {
+                    span.in_scope(|| rejected(&e));
+                    ResponseFuture::ready(config.reject(e))
+                }
+                Admission::Pending(decision) => {
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    let config = self.config.clone();
+                    ResponseFuture::waiting(Box::pin(async move {
+                        let decision = decision.instrument(span.clone()).await;
+                        finish(config, span, inner, req, verified, decision).await
+                    }))
+                }
+            },
             Outcome::NeedsKeys(token) => {
                 // Keys must be fetched: wait, then call the inner service
                 // that `poll_ready` readied (a fresh clone stays with us).
                 let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let inner = std::mem::replace(&mut self.inner, clone);
                 let config = self.config.clone();
                 let fut = async move {
                     let result = config.auth.verify(&token).instrument(span.clone()).await;
                     match result {
                         Ok(verified) => {
-                            accepted(&span, &mut req, verified);
-                            inner.call(req).await
+                            let decision = match admit(&config, &req, &verified) {
+                                Admission::Ready(d) => d,
+                                Admission::Pending(d) => d.instrument(span.clone()).await,
+                            };
+                            finish(config, span, inner, req, verified, decision).await
                         }
                         Err(e) => {
                             span.in_scope(|| rejected(&e));
@@ -336,6 +442,43 @@ where
                 };
                 ResponseFuture::waiting(Box::pin(fut))
             }
+        }
+    }
+}
+
+/// The rest of a request whose policies were awaited.
+async fn finish<S, C, ReqB, ResB>(
+    config: Arc<Config<C>>,
+    span: tracing::Span,
+    mut inner: S,
+    mut req: Request<ReqB>,
+    verified: Arc<Verified<C>>,
+    decision: tollgate_core::Result<Option<Arc<Meter>>>,
+) -> Result<Response<ResB>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<String>,
+    C: Send + Sync + 'static,
+{
+    match decision {
+        Ok(meter) => {
+            accepted(&span, &mut req, verified);
+            match meter {
+                None => inner.call(req).await,
+                Some(meter) => {
+                    req.extensions_mut().insert(meter.clone());
+                    let mut res = inner.call(req).await?;
+                    if let Some(refund) = settle(&mut res, &meter) {
+                        let _ = refund.await;
+                        credit_headers(&mut res, &meter);
+                    }
+                    Ok(res)
+                }
+            }
+        }
+        Err(e) => {
+            span.in_scope(|| rejected(&e));
+            Ok(config.reject(e))
         }
     }
 }
@@ -361,15 +504,25 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] fut: F },
+        Metered { #[pin] fut: F, meter: Arc<Meter> },
+        Refunding { fut: MeterFuture, res: Option<Response<B>>, meter: Arc<Meter> },
         Ready { res: Option<Response<B>> },
         Waiting { fut: BoxedResponse<B, E> },
     }
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
+    pub(crate) fn waiting_on(fut: BoxedResponse<B, E>) -> Self {
+        Self::waiting(fut)
+    }
     pub(crate) fn inner(fut: F) -> Self {
         ResponseFuture {
             kind: Kind::Inner { fut },
+        }
+    }
+    pub(crate) fn metered(fut: F, meter: Arc<Meter>) -> Self {
+        ResponseFuture {
+            kind: Kind::Metered { fut, meter },
         }
     }
     pub(crate) fn ready(res: Response<B>) -> Self {
@@ -390,9 +543,37 @@ where
 {
     type Output = Result<Response<B>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.as_mut().project().kind.project() {
             KindProj::Inner { fut } => fut.poll(cx),
+            KindProj::Metered { fut, meter } => {
+                let mut res = match std::task::ready!(fut.poll(cx)) {
+                    Ok(res) => res,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                match settle(&mut res, meter) {
+                    None => Poll::Ready(Ok(res)),
+                    Some(refund) => {
+                        let meter = meter.clone();
+                        self.as_mut().project().kind.set(Kind::Refunding {
+                            fut: refund,
+                            res: Some(res),
+                            meter,
+                        });
+                        self.poll(cx)
+                    }
+                }
+            }
+            KindProj::Refunding { fut, res, meter } => {
+                let _ = std::task::ready!(fut.as_mut().poll(cx));
+                match res.take() {
+                    Some(mut res) => {
+                        credit_headers(&mut res, meter);
+                        Poll::Ready(Ok(res))
+                    }
+                    None => panic!("ResponseFuture polled after completion"),
+                }
+            }
             KindProj::Ready { res } => match res.take() {
                 Some(res) => Poll::Ready(Ok(res)),
                 None => panic!("ResponseFuture polled after completion"),

@@ -30,7 +30,9 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod charge;
 mod scope;
 
-pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture, verified};
+pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture, default_peer_address, verified};
+pub use charge::{Charge, ChargeLayer};
 pub use scope::{RequireScope, RequireScopeLayer};
