@@ -6,6 +6,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -49,12 +50,14 @@ fn consume(c: &mut Criterion) {
 
     let store = MemoryStore::new();
     // One revoked token elsewhere, so the revocation check is not skipped.
-    let _ = tollgate_core::policy::RevocationStore::revoke(
+    let revoke = tollgate_core::policy::RevocationStore::revoke(
         &store,
         "https://issuer.example",
         "gone",
         4_000_000_000,
     );
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::pin::pin!(revoke).poll(&mut cx).is_ready());
     g.bench_function("check_revocation_and_consume", |b| {
         b.iter(|| black_box(store.try_check(token("hot"), Some(FOREVER))))
     });
