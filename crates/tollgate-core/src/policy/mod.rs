@@ -595,3 +595,158 @@ impl fmt::Debug for MeterStep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_response;
+
+    /// A store that cannot be reached.
+    struct Down;
+
+    fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+        Box::pin(std::future::ready(Err(StoreError(
+            "connection refused".into(),
+        ))))
+    }
+
+    impl RevocationStore for Down {
+        fn revoke<'a>(&'a self, _: &'a str, _: &'a str, _: i64) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn revoke_issued_before<'a>(
+            &'a self,
+            _: &'a str,
+            _: Principal<'a>,
+            _: i64,
+            _: i64,
+        ) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn is_revoked<'a>(&'a self, _: TokenRef<'a>) -> StoreFuture<'a, bool> {
+            down()
+        }
+    }
+
+    impl CreditStore for Down {
+        fn consume<'a>(&'a self, _: TokenRef<'a>, _: Consumption) -> StoreFuture<'a, Consumed> {
+            down()
+        }
+        fn refund<'a>(&'a self, _: TokenRef<'a>, _: u64, _: u64) -> StoreFuture<'a, u64> {
+            down()
+        }
+        fn spent<'a>(&'a self, _: &'a str, _: &'a str) -> StoreFuture<'a, Option<u64>> {
+            down()
+        }
+    }
+
+    impl Store for Down {
+        fn purge_expired(&self, _: i64) -> StoreFuture<'_, u64> {
+            down()
+        }
+    }
+
+    struct Token {
+        credits: Option<u64>,
+    }
+
+    impl TokenInfo for Token {
+        fn issuer(&self) -> &str {
+            "https://issuer.example"
+        }
+        fn subject(&self) -> Option<&str> {
+            Some("user-1")
+        }
+        fn client_id(&self) -> Option<&str> {
+            None
+        }
+        fn token_id(&self) -> Option<&str> {
+            Some("t-1")
+        }
+        fn key_id(&self) -> Option<&str> {
+            None
+        }
+        fn expires_at(&self) -> i64 {
+            4_000_000_000
+        }
+        fn issued_at(&self) -> Option<i64> {
+            None
+        }
+        fn credits(&self) -> Option<u64> {
+            self.credits
+        }
+        fn bound_addresses(&self) -> Option<&[IpNet]> {
+            None
+        }
+        fn scope(&self) -> &str {
+            ""
+        }
+        fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+            self
+        }
+    }
+
+    async fn decide(policies: Policies, credits: Option<u64>) -> Result<Option<Arc<Meter>>> {
+        let req = RequestInfo {
+            method: "GET",
+            path: "/",
+            query: None,
+        };
+        match Arc::new(policies).admit(Arc::new(Token { credits }), None, &req) {
+            Admission::Ready(r) => r,
+            Admission::Pending(f) => f.await,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_fails_closed_unless_told_otherwise() {
+        let closed = Policies::new(Arc::new(Down)).credits(Credits::new());
+        let err = decide(closed.clone(), None).await.unwrap_err();
+        assert_eq!(err, Error::StoreUnavailable);
+        let resp = error_response(&err, None);
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "5");
+        assert_eq!(
+            decide(closed, Some(5)).await.unwrap_err(),
+            Error::StoreUnavailable
+        );
+
+        let open = Policies::new(Arc::new(Down))
+            .credits(Credits::new())
+            .revocation_fail_open();
+        assert!(decide(open.clone(), None).await.unwrap().is_none());
+        // Credits are never spent unrecorded: metered tokens still fail closed.
+        assert_eq!(
+            decide(open, Some(5)).await.unwrap_err(),
+            Error::StoreUnavailable
+        );
+    }
+
+    #[tokio::test]
+    async fn exhausted_answers_carry_limit_and_remaining() {
+        let store = Arc::new(MemoryStore::new());
+        let policies = Policies::new(store).credits(Credits::new().cost(2));
+        let meter = decide(policies.clone(), Some(3)).await.unwrap().unwrap();
+        assert_eq!(
+            (meter.limit(), meter.charged(), meter.remaining()),
+            (3, 2, 1)
+        );
+        let err = decide(policies, Some(3)).await.unwrap_err();
+        assert_eq!(
+            err,
+            Error::CreditsExhausted {
+                limit: 3,
+                remaining: 1
+            }
+        );
+        let resp = error_response(&err, None);
+        assert_eq!(resp.status(), 402);
+        assert_eq!(resp.headers()["credits-remaining"], "1");
+        assert!(resp.headers().get("www-authenticate").is_none());
+        // Refunds give back only what this request was charged.
+        meter.refund_all().wait().await.unwrap();
+        assert_eq!((meter.charged(), meter.remaining()), (0, 3));
+        meter.refund_all().wait().await.unwrap();
+        assert_eq!(meter.remaining(), 3);
+    }
+}
