@@ -11,10 +11,13 @@ pub use tollgate_actix as actix;
 #[cfg(feature = "axum")]
 pub use tollgate_axum as axum;
 pub use tollgate_core as core;
+pub use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies};
 pub use tollgate_core::{
     Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
     VerifyingKey,
 };
+#[cfg(feature = "redis")]
+pub use tollgate_redis as redis;
 #[cfg(feature = "tower")]
 pub use tollgate_tower as tower;
 

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tollgate_core::policy::{Consumed, Consumption, Principal, Store, TokenRef, Verdict};
 
+pub mod redis_server;
+
 /// A store under test, and whatever must live as long as it (a temporary
 /// directory, a server process).
 pub struct Harness {
