@@ -723,6 +723,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cost_from_the_request() {
+        let store = Arc::new(MemoryStore::new());
+        let policies =
+            Arc::new(Policies::new(store).credits(
+                Credits::new().cost_fn(|r| if r.path.starts_with("/bulk") { 10 } else { 1 }),
+            ));
+        let token: Arc<dyn TokenInfo> = Arc::new(Token { credits: Some(12) });
+        let admit = |path: &'static str| {
+            let req = RequestInfo {
+                method: "POST",
+                path,
+                query: None,
+            };
+            match policies.admit(token.clone(), None, &req) {
+                Admission::Ready(r) => r,
+                Admission::Pending(_) => panic!("the memory store answers at once"),
+            }
+        };
+        assert_eq!(admit("/bulk/import").unwrap().unwrap().remaining(), 2);
+        assert_eq!(admit("/one").unwrap().unwrap().remaining(), 1);
+        assert_eq!(
+            admit("/bulk/again").unwrap_err(),
+            Error::CreditsExhausted {
+                limit: 12,
+                remaining: 1
+            }
+        );
+    }
+
+    #[tokio::test]
     async fn exhausted_answers_carry_limit_and_remaining() {
         let store = Arc::new(MemoryStore::new());
         let policies = Policies::new(store).credits(Credits::new().cost(2));
