@@ -1,0 +1,910 @@
+//! Tollgate's token server as an axum [`Router`]: OAuth2 client credentials
+//! (RFC 6749 §4.4) with RFC 9068 access tokens, restricted tokens for end
+//! users (credits, client addresses, lifetime), JWKS, discovery (RFC 8414),
+//! introspection (RFC 7662) and revocation (RFC 7009) on the same stores the
+//! APIs use.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tollgate_core::Algorithm;
+//! use tollgate_core::policy::MemoryStore;
+//! use tollgate_issuer::{Client, KeyRing, Settings, TokenServer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let ring = KeyRing::ephemeral(Algorithm::ES256)?;
+//! let (client, secret) = Client::generate("reports", vec!["https://api.example".into()], vec!["reports:read".into()]);
+//! println!("client secret (shown once): {secret}");
+//! let server = TokenServer::new(
+//!     Settings::new("http://127.0.0.1:8080"),
+//!     ring,
+//!     vec![client],
+//!     Arc::new(MemoryStore::new()),
+//! )?;
+//! let app = server.router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod clients;
+mod keys;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tollgate_core::policy::{Credits, IpBinding, IpNet, Policies, Store, token_ref};
+use tollgate_core::{Authenticator, Issuer, TokenInfo};
+
+pub use clients::{Client, hash_secret, is_valid_hash, new_secret, verify_secret};
+pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
+
+/// How `scope` is written into access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeFormat {
+    /// Space-delimited string (RFC 9068).
+    #[default]
+    String,
+    /// JSON array of strings (what IdentityServer-based services emit).
+    Array,
+}
+
+/// Issuer-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `iss`, and the base URL of the endpoints.
+    pub issuer: String,
+    /// How `scope` is written.
+    pub scope_format: ScopeFormat,
+}
+
+impl Settings {
+    /// Settings for the issuer at `url` (no trailing slash needed).
+    pub fn new(url: impl Into<String>) -> Self {
+        Settings {
+            issuer: url.into().trim_end_matches('/').to_owned(),
+            scope_format: ScopeFormat::String,
+        }
+    }
+
+    /// Writes `scope` as a JSON array.
+    pub fn scope_array(mut self) -> Self {
+        self.scope_format = ScopeFormat::Array;
+        self
+    }
+}
+
+/// What a token request asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MintRequest {
+    /// Scopes (empty: all the client's scopes for access tokens, none for
+    /// restricted tokens).
+    pub scopes: Option<Vec<String>>,
+    /// Audience (default: the client's first).
+    pub audience: Option<String>,
+    /// Lifetime in seconds (default: the client's token lifetime).
+    pub lifetime: Option<u64>,
+    /// `sub` (default: the client id).
+    pub subject: Option<String>,
+    /// Credit allowance (restricted tokens).
+    pub credits: Option<u64>,
+    /// Client addresses / CIDR ranges (restricted tokens).
+    pub ip: Option<Vec<String>>,
+    /// A restricted token: limits are the client's restricted-token limits.
+    pub restricted: bool,
+}
+
+/// A minted token.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The compact JWS.
+    pub token: String,
+    /// `exp`.
+    pub expires_at: i64,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scopes, space-delimited.
+    pub scope: String,
+    /// `jti`.
+    pub jti: String,
+    /// The credit allowance, if any.
+    pub credits: Option<u64>,
+}
+
+/// An OAuth2 error answer (RFC 6749 §5.2), with its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    /// `error`.
+    pub code: &'static str,
+    /// `error_description` (never holds a secret or a token).
+    pub description: String,
+    basic: bool,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+            basic: false,
+        }
+    }
+
+    /// The HTTP status: 401 for `invalid_client`, 500 for `server_error`,
+    /// 503 for `temporarily_unavailable`, else 400.
+    pub fn status(&self) -> StatusCode {
+        match self.code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.code, "error_description": self.description});
+        let mut resp = (self.status(), no_store(), axum::Json(body)).into_response();
+        if self.basic && self.code == "invalid_client" {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    }
+}
+
+fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+/// The token server: keys, clients, the store, and the verifier its
+/// introspection and revocation endpoints use.
+pub struct TokenServer {
+    settings: Settings,
+    ring: RwLock<KeyRing>,
+    clients: RwLock<HashMap<String, Client>>,
+    store: Arc<dyn Store>,
+    verifier: RwLock<Authenticator>,
+    /// A client hash to compare against when the id is unknown, so unknown
+    /// ids take as long as wrong secrets.
+    decoy: String,
+}
+
+impl std::fmt::Debug for TokenServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServer")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn new_jti() -> String {
+    let mut buf = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<Value>,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<Value>,
+}
+
+impl TokenServer {
+    /// A server with these keys, clients and store.
+    pub fn new(
+        settings: Settings,
+        ring: KeyRing,
+        clients: Vec<Client>,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<TokenServer>, tollgate_core::Error> {
+        let clients: HashMap<String, Client> =
+            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let verifier = build_verifier(&settings, &ring, &clients, &store)?;
+        Ok(Arc::new(TokenServer {
+            settings,
+            ring: RwLock::new(ring),
+            clients: RwLock::new(clients),
+            store,
+            verifier: RwLock::new(verifier),
+            decoy: hash_secret(&new_secret()),
+        }))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store revocations and credits go to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The routes: `POST /connect/token`, `POST /connect/jwt`,
+    /// `POST /connect/introspect`, `POST /connect/revocation`,
+    /// `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration`
+    /// (and `/.well-known/oauth-authorization-server`).
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/connect/token", post(token_endpoint))
+            .route("/connect/jwt", post(restricted_endpoint))
+            .route("/connect/introspect", post(introspect_endpoint))
+            .route("/connect/revocation", post(revocation_endpoint))
+            .route("/.well-known/jwks.json", get(jwks_endpoint))
+            .route("/.well-known/openid-configuration", get(discovery_endpoint))
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(discovery_endpoint),
+            )
+            .with_state(self.clone())
+    }
+
+    /// The public JWKS.
+    pub fn jwks(&self) -> Value {
+        read(&self.ring).jwks()
+    }
+
+    /// The RFC 8414 metadata document.
+    pub fn metadata(&self) -> Value {
+        let base = &self.settings.issuer;
+        let algs: Vec<&str> = read(&self.ring)
+            .keys()
+            .iter()
+            .map(|k| k.algorithm().as_str())
+            .collect();
+        json!({
+            "issuer": base,
+            "token_endpoint": format!("{base}/connect/token"),
+            "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{base}/connect/introspect"),
+            "revocation_endpoint": format!("{base}/connect/revocation"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": ["token"],
+            "access_token_signing_alg_values_supported": algs,
+        })
+    }
+
+    /// Rotates the signing key (see [`KeyRing::rotate`]); the old key stays
+    /// published for the longest token lifetime any client has.
+    pub fn rotate_keys(&self) -> Result<(), KeyError> {
+        let longest = read(&self.clients)
+            .values()
+            .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
+            .max()
+            .unwrap_or(3600) as i64;
+        write(&self.ring).rotate(longest)?;
+        self.rebuild_verifier();
+        Ok(())
+    }
+
+    /// Adds or replaces a client.
+    pub fn put_client(&self, client: Client) {
+        write(&self.clients).insert(client.id.clone(), client);
+        self.rebuild_verifier();
+    }
+
+    fn rebuild_verifier(&self) {
+        let ring = read(&self.ring);
+        let clients = read(&self.clients);
+        match build_verifier(&self.settings, &ring, &clients, &self.store) {
+            Ok(v) => *write(&self.verifier) = v,
+            Err(e) => tracing::error!(error = %e, "verifier not rebuilt"),
+        }
+    }
+
+    /// Authenticates a client by id and secret.
+    pub fn authenticate(&self, id: &str, secret: &str) -> Option<Client> {
+        let clients = read(&self.clients);
+        match clients.get(id) {
+            Some(c) if c.check_secret(secret) => Some(c.clone()),
+            Some(_) => None,
+            None => {
+                let _ = verify_secret(&self.decoy, secret);
+                None
+            }
+        }
+    }
+
+    /// Mints a token for `client` within its limits.
+    pub fn mint(&self, client: &Client, req: &MintRequest) -> Result<Minted, OAuthError> {
+        let scopes: Vec<String> = match &req.scopes {
+            Some(asked) => {
+                if let Some(bad) = asked.iter().find(|s| !client.scopes.contains(s)) {
+                    return Err(OAuthError::new(
+                        "invalid_scope",
+                        format!("scope `{}` is not allowed for this client", printable(bad)),
+                    ));
+                }
+                asked.clone()
+            }
+            None if req.restricted => Vec::new(),
+            None => client.scopes.clone(),
+        };
+        let audience = match &req.audience {
+            Some(a) if client.audiences.contains(a) => a.clone(),
+            Some(a) => {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    format!("audience `{}` is not allowed for this client", printable(a)),
+                ));
+            }
+            None => client.audiences.first().cloned().ok_or_else(|| {
+                OAuthError::new("unauthorized_client", "the client has no audience")
+            })?,
+        };
+        let (max_lifetime, default_lifetime) = if req.restricted {
+            (
+                client.max_restricted_lifetime,
+                client.max_restricted_lifetime.min(3600),
+            )
+        } else {
+            (client.token_lifetime, client.token_lifetime)
+        };
+        let lifetime = req.lifetime.unwrap_or(default_lifetime);
+        if lifetime == 0 || lifetime > max_lifetime {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!("lifetime must be 1..={max_lifetime} seconds"),
+            ));
+        }
+        if let Some(c) = req.credits
+            && c > client.max_credits
+        {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!("credits must be at most {}", client.max_credits),
+            ));
+        }
+        let ip = match &req.ip {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(OAuthError::new("invalid_request", "ip must not be empty"));
+            }
+            Some(list) => {
+                for a in list {
+                    if a.parse::<IpNet>().is_err() {
+                        return Err(OAuthError::new(
+                            "invalid_request",
+                            "ip must hold addresses or CIDR ranges",
+                        ));
+                    }
+                }
+                Some(if list.len() == 1 {
+                    json!(list[0])
+                } else {
+                    json!(list)
+                })
+            }
+        };
+        let scope_joined = scopes.join(" ");
+        let scope = (!scopes.is_empty()).then(|| match self.settings.scope_format {
+            ScopeFormat::String => json!(scope_joined),
+            ScopeFormat::Array => json!(scopes),
+        });
+        let iat = now();
+        let exp = iat + lifetime as i64;
+        let jti = new_jti();
+        let claims = AccessClaims {
+            iss: &self.settings.issuer,
+            sub: req.subject.as_deref().unwrap_or(&client.id),
+            aud: &audience,
+            client_id: &client.id,
+            scope,
+            iat,
+            nbf: iat,
+            exp,
+            jti: &jti,
+            credits: req.credits,
+            ip,
+        };
+        let token = self.sign(&claims)?;
+        Ok(Minted {
+            token,
+            expires_at: exp,
+            expires_in: lifetime,
+            scope: scope_joined,
+            jti,
+            credits: req.credits,
+        })
+    }
+
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, OAuthError> {
+        let server_error = || OAuthError::new("server_error", "the token could not be signed");
+        let ring = read(&self.ring);
+        let key = ring.active().ok_or_else(server_error)?;
+        let header = json!({"alg": key.algorithm().as_str(), "typ": "at+jwt", "kid": key.kid()});
+        let payload = serde_json::to_vec(claims).map_err(|_| server_error())?;
+        let mut input = URL_SAFE_NO_PAD.encode(header.to_string());
+        input.push('.');
+        input.push_str(&URL_SAFE_NO_PAD.encode(payload));
+        let sig = key.sign(input.as_bytes()).map_err(|_| server_error())?;
+        input.push('.');
+        input.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(input)
+    }
+
+    /// Verifies a token this server issued (signature, `exp`, issuer,
+    /// audience among the clients' audiences).
+    pub fn verify(
+        &self,
+        token: &str,
+    ) -> Result<Arc<tollgate_core::Verified>, tollgate_core::Error> {
+        let verifier = read(&self.verifier).clone();
+        match verifier.try_verify(token) {
+            Some(r) => r,
+            None => Err(tollgate_core::Error::KeysUnavailable),
+        }
+    }
+}
+
+fn build_verifier(
+    settings: &Settings,
+    ring: &KeyRing,
+    clients: &HashMap<String, Client>,
+    store: &Arc<dyn Store>,
+) -> Result<Authenticator, tollgate_core::Error> {
+    let mut issuer = Issuer::new(settings.issuer.clone())
+        .keys(ring.key_set()?)
+        .require_type("at+jwt");
+    let mut any = false;
+    for aud in clients.values().flat_map(|c| c.audiences.iter()) {
+        issuer = issuer.audience(aud.clone());
+        any = true;
+    }
+    if !any {
+        // No client yet: nothing can verify, but the verifier must exist.
+        issuer = issuer.audience(format!("{}/none", settings.issuer));
+    }
+    Authenticator::builder()
+        .issuer(issuer)
+        // Reads the allowance and address claims of restricted tokens.
+        .policies(
+            Policies::new(store.clone())
+                .credits(Credits::new())
+                .ip_binding(IpBinding::new()),
+        )
+        .build()
+}
+
+/// Printable, bounded echo of a client-supplied value.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
+/// A parsed `application/x-www-form-urlencoded` body; a repeated parameter
+/// is an error (RFC 6749 §3.2).
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Form, OAuthError> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(body) {
+            if map.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    format!("parameter `{}` repeated", printable(&k)),
+                ));
+            }
+        }
+        Ok(Form(map))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Client authentication: HTTP Basic (id and secret form-urlencoded, then
+/// base64, RFC 6749 §2.3.1) or `client_id` + `client_secret` in the body;
+/// never both.
+fn authenticate(
+    server: &TokenServer,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<Client, OAuthError> {
+    let auth = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .collect::<Vec<_>>();
+    let basic = match auth.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        _ => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "more than one Authorization header",
+            ));
+        }
+    };
+    let in_body = form.get("client_secret").is_some();
+    let (id, secret, used_basic) = match basic {
+        Some(value) => {
+            if in_body {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    "client authenticated twice (Basic and body)",
+                ));
+            }
+            let fail = || OAuthError {
+                basic: true,
+                ..OAuthError::new("invalid_client", "client authentication failed")
+            };
+            let value = value.to_str().map_err(|_| fail())?;
+            let (scheme, rest) = value.split_once(' ').ok_or_else(fail)?;
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(fail());
+            }
+            let decoded = STANDARD.decode(rest.trim()).map_err(|_| fail())?;
+            let decoded = String::from_utf8(decoded).map_err(|_| fail())?;
+            let (id, secret) = decoded.split_once(':').ok_or_else(fail)?;
+            let unform = |s: &str| {
+                form_urlencoded::parse(format!("v={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            let id = unform(id);
+            if let Some(body_id) = form.get("client_id")
+                && body_id != id
+            {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            (id, unform(secret), true)
+        }
+        None => match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned(), false),
+            _ => {
+                return Err(OAuthError::new(
+                    "invalid_client",
+                    "client authentication is required",
+                ));
+            }
+        },
+    };
+    server.authenticate(&id, &secret).ok_or_else(|| OAuthError {
+        basic: used_basic,
+        ..OAuthError::new("invalid_client", "client authentication failed")
+    })
+}
+
+fn scopes_param(form: &Form) -> Option<Vec<String>> {
+    form.get("scope").map(|s| {
+        s.split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+fn audience_param(form: &Form) -> Result<Option<String>, OAuthError> {
+    match (form.get("audience"), form.get("resource")) {
+        (Some(_), Some(_)) => Err(OAuthError::new(
+            "invalid_request",
+            "give `audience` or `resource`, not both",
+        )),
+        (a, r) => Ok(a.or(r).map(str::to_owned)),
+    }
+}
+
+async fn token_endpoint(
+    State(server): State<Arc<TokenServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let form = Form::parse(&headers, &body)?;
+        let client = authenticate(&server, &headers, &form)?;
+        match form.get("grant_type") {
+            None => {
+                return Err(OAuthError::new("invalid_request", "grant_type is required"));
+            }
+            Some("client_credentials") => {}
+            Some(_) => {
+                return Err(OAuthError::new(
+                    "unsupported_grant_type",
+                    "only client_credentials is supported",
+                ));
+            }
+        }
+        let req = MintRequest {
+            scopes: scopes_param(&form),
+            audience: audience_param(&form)?,
+            ..MintRequest::default()
+        };
+        server.mint(&client, &req)
+    })();
+    match result {
+        Ok(m) => {
+            let mut body = json!({
+                "access_token": m.token,
+                "token_type": "Bearer",
+                "expires_in": m.expires_in,
+            });
+            if !m.scope.is_empty() {
+                body["scope"] = json!(m.scope);
+            }
+            (no_store(), axum::Json(body)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `/connect/jwt` accepts a form or a JSON body: `lifetime`, `credits`,
+/// `ip` (string or list; a form gives a space- or comma-separated list),
+/// `scope`, `sub`, `audience`.
+async fn restricted_endpoint(
+    State(server): State<Arc<TokenServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = (|| {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
+        let (form, fields) = if is_json {
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|_| OAuthError::new("invalid_request", "the body is not JSON"))?;
+            (Form(HashMap::new()), v)
+        } else {
+            let form = Form::parse(&headers, &body)?;
+            let mut v = json!({});
+            for (k, val) in &form.0 {
+                v[k] = json!(val);
+            }
+            (form, v)
+        };
+        let client = authenticate(&server, &headers, &form)?;
+        let bad = |what: &str| OAuthError::new("invalid_request", format!("`{what}` is invalid"));
+        let num = |name: &str| -> Result<Option<u64>, OAuthError> {
+            match &fields[name] {
+                Value::Null => Ok(None),
+                Value::Number(n) => n.as_u64().map(Some).ok_or_else(|| bad(name)),
+                Value::String(s) => s.parse().map(Some).map_err(|_| bad(name)),
+                _ => Err(bad(name)),
+            }
+        };
+        let string = |name: &str| -> Result<Option<String>, OAuthError> {
+            match &fields[name] {
+                Value::Null => Ok(None),
+                Value::String(s) if !s.is_empty() => Ok(Some(s.clone())),
+                _ => Err(bad(name)),
+            }
+        };
+        let ip = match &fields["ip"] {
+            Value::Null => None,
+            Value::String(s) => Some(
+                s.split([' ', ','])
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| bad("ip")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(bad("ip")),
+        };
+        let scopes = match &fields["scope"] {
+            Value::Null => None,
+            Value::String(s) => Some(
+                s.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| bad("scope")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => return Err(bad("scope")),
+        };
+        let req = MintRequest {
+            scopes,
+            audience: string("audience")?,
+            lifetime: num("lifetime")?,
+            subject: string("sub")?,
+            credits: num("credits")?,
+            ip,
+            restricted: true,
+        };
+        server.mint(&client, &req)
+    })();
+    match result {
+        Ok(m) => (
+            no_store(),
+            axum::Json(json!({
+                "token": m.token,
+                "token_type": "Bearer",
+                "credits_remaining": m.credits,
+                "expires_at": m.expires_at,
+                "expires_in": m.expires_in,
+                "scope": m.scope,
+            })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect_endpoint(
+    State(server): State<Arc<TokenServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match Form::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = authenticate(&server, &headers, &form) {
+        return e.into_response();
+    }
+    let Some(token) = form.get("token") else {
+        return OAuthError::new("invalid_request", "token is required").into_response();
+    };
+    let inactive = || (no_store(), axum::Json(json!({"active": false}))).into_response();
+    let Ok(v) = server.verify(token) else {
+        return inactive();
+    };
+    let info: &dyn TokenInfo = &*v;
+    match server.store.is_revoked(token_ref(info)).await {
+        Ok(false) => {}
+        Ok(true) => return inactive(),
+        Err(_) => {
+            return OAuthError::new("temporarily_unavailable", "the store is unavailable")
+                .into_response();
+        }
+    }
+    let mut body = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "iss": v.issuer(),
+        "sub": v.subject(),
+        "aud": v.audiences(),
+        "client_id": v.client_id(),
+        "scope": v.scopes().collect::<Vec<_>>().join(" "),
+        "exp": v.expires_at(),
+        "iat": v.issued_at(),
+        "nbf": v.not_before(),
+        "jti": v.token_id(),
+    });
+    if let (Some(allowance), Some(jti)) = (v.credits(), v.token_id()) {
+        match server.store.spent(v.issuer(), jti).await {
+            Ok(spent) => {
+                body["credits"] = json!(allowance);
+                body["credits_remaining"] = json!(allowance.saturating_sub(spent.unwrap_or(0)));
+            }
+            Err(_) => {
+                return OAuthError::new("temporarily_unavailable", "the store is unavailable")
+                    .into_response();
+            }
+        }
+    }
+    (no_store(), axum::Json(body)).into_response()
+}
+
+async fn revocation_endpoint(
+    State(server): State<Arc<TokenServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match Form::parse(&headers, &body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let client = match authenticate(&server, &headers, &form) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Some(token) = form.get("token") else {
+        return OAuthError::new("invalid_request", "token is required").into_response();
+    };
+    // RFC 7009 §2.2: invalid or unknown tokens are answered 200 too.
+    let ok = || (no_store(), StatusCode::OK).into_response();
+    let Ok(v) = server.verify(token) else {
+        return ok();
+    };
+    if v.client_id() != Some(client.id.as_str()) {
+        return OAuthError::new(
+            "unauthorized_client",
+            "a client may revoke only its own tokens",
+        )
+        .into_response();
+    }
+    let Some(jti) = v.token_id() else {
+        return ok();
+    };
+    match server.store.revoke(v.issuer(), jti, v.expires_at()).await {
+        Ok(()) => ok(),
+        Err(_) => {
+            OAuthError::new("temporarily_unavailable", "the store is unavailable").into_response()
+        }
+    }
+}
+
+async fn jwks_endpoint(State(server): State<Arc<TokenServer>>) -> Response {
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        axum::Json(server.jwks()),
+    )
+        .into_response()
+}
+
+async fn discovery_endpoint(State(server): State<Arc<TokenServer>>) -> Response {
+    axum::Json(server.metadata()).into_response()
+}
