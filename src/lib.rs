@@ -16,6 +16,8 @@ pub use tollgate_core::{
     Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
     VerifyingKey,
 };
+#[cfg(feature = "issuer")]
+pub use tollgate_issuer as issuer;
 #[cfg(feature = "redis")]
 pub use tollgate_redis as redis;
 #[cfg(feature = "tower")]

@@ -1,0 +1,590 @@
+//! The token server end to end over real HTTP on 127.0.0.1: client
+//! credentials (Basic and form) -> tokens -> an axum API and an actix-web
+//! API that take their keys from the issuer's JWKS URL -> credits spent ->
+//! revoked through `/connect/revocation` -> refused by both; introspection
+//! before and after; key rotation without a failed request; every RFC 6749
+//! §5.2 error with status, headers and body.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tollgate::core::policy::{Credits, MemoryStore, Policies, Store};
+use tollgate::core::{Algorithm, Authenticator, Issuer};
+use tollgate::issuer::{Client, KeyRing, Settings, TokenServer};
+
+const AUD: &str = "https://api.example";
+
+struct Setup {
+    issuer: String,
+    server: Arc<TokenServer>,
+    secret: String,
+    other_secret: String,
+    axum: SocketAddr,
+    actix: SocketAddr,
+    http: reqwest::Client,
+}
+
+async fn setup() -> Setup {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let (mut client, secret) = Client::generate(
+        "reports-app",
+        vec![AUD.into(), "https://other.example".into()],
+        vec!["reports:read".into(), "reports:write".into()],
+    );
+    client.max_credits = 100;
+    let (other, other_secret) = Client::generate("other-app", vec![AUD.into()], vec![]);
+    let server = TokenServer::new(
+        Settings::new(issuer.clone()),
+        KeyRing::ephemeral(Algorithm::ES256).unwrap(),
+        vec![client, other],
+        store.clone(),
+    )
+    .unwrap();
+    let app = server.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let auth = || {
+        Authenticator::builder()
+            .issuer(
+                Issuer::new(issuer.clone())
+                    .audience(AUD)
+                    .jwks_url(format!("{issuer}/.well-known/jwks.json")),
+            )
+            .policies(Policies::new(store.clone()).credits(Credits::new()))
+            .build()
+            .unwrap()
+    };
+    let axum = start_axum(auth()).await;
+    let actix = start_actix(auth());
+    Setup {
+        issuer,
+        server,
+        secret,
+        other_secret,
+        axum,
+        actix,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn start_axum(auth: Authenticator) -> SocketAddr {
+    use axum::Router;
+    use axum::routing::get;
+    use tollgate::axum::{AuthLayer, Claims};
+    let app = Router::new()
+        .route(
+            "/api",
+            get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+        )
+        .layer(AuthLayer::new(auth));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn start_actix(auth: Authenticator) -> SocketAddr {
+    use actix_web::{App, HttpServer, web};
+    use tollgate::actix::{Auth, Claims};
+    async fn me(c: Claims) -> String {
+        c.subject().unwrap_or("?").to_owned()
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new()
+                    .route("/api", web::get().to(me))
+                    .wrap(Auth::new(auth.clone()))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn post(s: &Setup, path: &str, auth: Option<&str>, form: &[(&str, &str)]) -> Reply {
+    let mut req = s
+        .http
+        .post(format!("{}{path}", s.issuer))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish(),
+        );
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+async fn api(s: &Setup, addr: SocketAddr, token: &str) -> (u16, Option<String>, Option<String>) {
+    let resp = s
+        .http
+        .get(format!("http://{addr}/api"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let remaining = resp
+        .headers()
+        .get("credits-remaining")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null);
+    (status, remaining, body["code"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_to_apis_to_revocation() {
+    let s = setup().await;
+    // Basic, with the id and secret form-urlencoded before base64.
+    let r = post(
+        &s,
+        "/connect/token",
+        Some(&basic("reports-app", &s.secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports:read"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["pragma"], "no-cache");
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], 3600);
+    assert_eq!(r.body["scope"], "reports:read");
+    let basic_token = r.body["access_token"].as_str().unwrap().to_owned();
+    // Form authentication.
+    let r = post(
+        &s,
+        "/connect/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "reports-app"),
+            ("client_secret", &s.secret),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["scope"], "reports:read reports:write");
+    let form_token = r.body["access_token"].as_str().unwrap().to_owned();
+
+    // RFC 9068 header and claims.
+    let parts: Vec<&str> = basic_token.split('.').collect();
+    let decode = |p: &str| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let header = decode(parts[0]);
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "ES256");
+    let claims = decode(parts[1]);
+    for c in [
+        "iss",
+        "sub",
+        "aud",
+        "client_id",
+        "scope",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+    ] {
+        assert!(!claims[c].is_null(), "claim {c} missing: {claims}");
+    }
+    assert_eq!(claims["iss"], s.issuer.as_str());
+    assert_eq!(claims["aud"], AUD);
+
+    for addr in [s.axum, s.actix] {
+        assert_eq!(api(&s, addr, &basic_token).await.0, 200);
+        assert_eq!(api(&s, addr, &form_token).await.0, 200);
+    }
+
+    // A restricted token worth 3 credits, spent across both APIs.
+    let r = post(
+        &s,
+        "/connect/jwt",
+        Some(&basic("reports-app", &s.secret)),
+        &[
+            ("credits", "3"),
+            ("lifetime", "600"),
+            ("sub", "end-user-42"),
+            ("ip", "127.0.0.1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["credits_remaining"], 3);
+    assert_eq!(r.body["expires_in"], 600);
+    let restricted = r.body["token"].as_str().unwrap().to_owned();
+    let introspect = |token: String| {
+        let s = &s;
+        async move {
+            post(
+                s,
+                "/connect/introspect",
+                Some(&basic("reports-app", &s.secret)),
+                &[("token", &token)],
+            )
+            .await
+        }
+    };
+    let i = introspect(restricted.clone()).await;
+    assert_eq!(i.body["active"], true, "{:?}", i.body);
+    assert_eq!(i.body["credits_remaining"], 3);
+    assert_eq!(i.body["sub"], "end-user-42");
+    assert_eq!(
+        api(&s, s.axum, &restricted).await,
+        (200, Some("2".into()), None)
+    );
+    assert_eq!(
+        api(&s, s.actix, &restricted).await,
+        (200, Some("1".into()), None)
+    );
+    let i = introspect(restricted.clone()).await;
+    assert_eq!(i.body["credits_remaining"], 1);
+
+    // Revocation: another client may not revoke it; its owner may.
+    let r = post(
+        &s,
+        "/connect/revocation",
+        Some(&basic("other-app", &s.other_secret)),
+        &[("token", &restricted)],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "unauthorized_client");
+    let r = post(
+        &s,
+        "/connect/revocation",
+        Some(&basic("reports-app", &s.secret)),
+        &[("token", &restricted), ("token_type_hint", "access_token")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    for addr in [s.axum, s.actix] {
+        assert_eq!(
+            api(&s, addr, &restricted).await,
+            (401, None, Some("token_revoked".into()))
+        );
+    }
+    assert_eq!(
+        introspect(restricted.clone()).await.body,
+        json!({"active": false})
+    );
+    // Unknown tokens: 200 at revocation, inactive at introspection.
+    let r = post(
+        &s,
+        "/connect/revocation",
+        Some(&basic("reports-app", &s.secret)),
+        &[("token", "not.a.token")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        introspect("not.a.token".into()).await.body,
+        json!({"active": false})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_fails_no_request() {
+    let s = setup().await;
+    let get = |s: &Setup| {
+        let http = s.http.clone();
+        let url = format!("{}/connect/token", s.issuer);
+        let auth = basic("reports-app", &s.secret);
+        async move {
+            let r = http
+                .post(url)
+                .header("authorization", auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials")
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            v["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let old = get(&s).await;
+    let published_before: Vec<String> = s.server.jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    for addr in [s.axum, s.actix] {
+        assert_eq!(api(&s, addr, &old).await.0, 200);
+    }
+    // Rotate twice while requests with the old token keep coming.
+    let mut failures = 0;
+    for round in 0..2 {
+        s.server.rotate_keys().unwrap();
+        let new = get(&s).await;
+        let kid = |t: &str| -> String {
+            let h: Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            h["kid"].as_str().unwrap().to_owned()
+        };
+        if round == 0 {
+            // The key that signs after the first rotation was published before it.
+            assert!(published_before.contains(&kid(&new)));
+        }
+        for _ in 0..20 {
+            for addr in [s.axum, s.actix] {
+                for t in [&old, &new] {
+                    if api(&s, addr, t).await.0 != 200 {
+                        failures += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc6749_errors() {
+    let s = setup().await;
+    let good = basic("reports-app", &s.secret);
+    let cc = ("grant_type", "client_credentials");
+    struct Case<'a> {
+        name: &'a str,
+        auth: Option<String>,
+        form: Vec<(&'a str, &'a str)>,
+        status: u16,
+        error: &'a str,
+    }
+    let secret = s.secret.clone();
+    let cases = vec![
+        Case {
+            name: "no grant_type",
+            auth: Some(good.clone()),
+            form: vec![],
+            status: 400,
+            error: "invalid_request",
+        },
+        Case {
+            name: "repeated parameter",
+            auth: Some(good.clone()),
+            form: vec![cc, cc],
+            status: 400,
+            error: "invalid_request",
+        },
+        Case {
+            name: "Basic and body secret",
+            auth: Some(good.clone()),
+            form: vec![cc, ("client_id", "reports-app"), ("client_secret", &secret)],
+            status: 400,
+            error: "invalid_request",
+        },
+        Case {
+            name: "no client authentication",
+            auth: None,
+            form: vec![cc],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "wrong secret (Basic)",
+            auth: Some(basic("reports-app", "nope")),
+            form: vec![cc],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "unknown client (Basic)",
+            auth: Some(basic("nobody", "nope")),
+            form: vec![cc],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "wrong secret (form)",
+            auth: None,
+            form: vec![cc, ("client_id", "reports-app"), ("client_secret", "nope")],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "not Basic",
+            auth: Some("Bearer abc".into()),
+            form: vec![cc],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "password grant",
+            auth: Some(good.clone()),
+            form: vec![("grant_type", "password")],
+            status: 400,
+            error: "unsupported_grant_type",
+        },
+        Case {
+            name: "refresh grant",
+            auth: Some(good.clone()),
+            form: vec![("grant_type", "refresh_token")],
+            status: 400,
+            error: "unsupported_grant_type",
+        },
+        Case {
+            name: "scope not allowed",
+            auth: Some(good.clone()),
+            form: vec![cc, ("scope", "admin")],
+            status: 400,
+            error: "invalid_scope",
+        },
+        Case {
+            name: "audience not allowed",
+            auth: Some(good.clone()),
+            form: vec![cc, ("audience", "https://evil.example")],
+            status: 400,
+            error: "invalid_target",
+        },
+    ];
+    for c in &cases {
+        let r = post(&s, "/connect/token", c.auth.as_deref(), &c.form).await;
+        assert_eq!(r.status.as_u16(), c.status, "{}: {:?}", c.name, r.body);
+        assert_eq!(r.body["error"], c.error, "{}", c.name);
+        assert!(r.body["error_description"].is_string(), "{}", c.name);
+        assert_eq!(r.headers["cache-control"], "no-store", "{}", c.name);
+        assert_eq!(r.headers["pragma"], "no-cache", "{}", c.name);
+        assert_eq!(r.headers["content-type"], "application/json", "{}", c.name);
+        // A failed Authorization header gets the Basic challenge (RFC 6749 §5.2).
+        let basic_used = c.auth.is_some();
+        assert_eq!(
+            r.headers
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            (c.status == 401 && basic_used)
+                .then_some("Basic realm=\"tollgate\", charset=\"UTF-8\""),
+            "{}",
+            c.name
+        );
+        let text = r.body.to_string();
+        assert!(!text.contains(&s.secret), "{}: secret echoed", c.name);
+    }
+    // Wrong content type.
+    let r = s
+        .http
+        .post(format!("{}/connect/token", s.issuer))
+        .header("authorization", &good)
+        .header("content-type", "application/json")
+        .body(json!({"grant_type": "client_credentials"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Restricted tokens never exceed the caller's limits.
+    for (form, error) in [
+        (vec![("credits", "101")], "invalid_request"),
+        (vec![("lifetime", "999999")], "invalid_request"),
+        (vec![("scope", "admin")], "invalid_scope"),
+        (vec![("ip", "300.1.1.1")], "invalid_request"),
+        (vec![("credits", "-1")], "invalid_request"),
+    ] {
+        let r = post(&s, "/connect/jwt", Some(&good), &form).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["error"].as_str()),
+            (400, Some(error)),
+            "{form:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_and_discovery() {
+    let s = setup().await;
+    let jwks: Value = s
+        .http
+        .get(format!("{}/.well-known/jwks.json", s.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "active and next");
+    for k in keys {
+        assert_eq!(k["kty"], "EC");
+        assert_eq!(k["use"], "sig");
+        assert_eq!(k["alg"], "ES256");
+        assert!(k["kid"].is_string());
+        assert!(k.get("d").is_none(), "private part published");
+    }
+    let meta: Value = s
+        .http
+        .get(format!("{}/.well-known/openid-configuration", s.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(meta["issuer"], s.issuer.as_str());
+    assert_eq!(
+        meta["token_endpoint"],
+        format!("{}/connect/token", s.issuer)
+    );
+    assert_eq!(
+        meta["jwks_uri"],
+        format!("{}/.well-known/jwks.json", s.issuer)
+    );
+    // A Tollgate API configured by discovery alone works.
+    let auth: Authenticator = Authenticator::builder()
+        .issuer(
+            Issuer::new(s.issuer.clone())
+                .audience(AUD)
+                .discovery_url(format!("{}/.well-known/openid-configuration", s.issuer)),
+        )
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+}
