@@ -834,12 +834,15 @@ async fn introspect_endpoint(
         "sub": v.subject(),
         "aud": v.audiences(),
         "client_id": v.client_id(),
-        "scope": v.scopes().collect::<Vec<_>>().join(" "),
         "exp": v.expires_at(),
         "iat": v.issued_at(),
         "nbf": v.not_before(),
         "jti": v.token_id(),
     });
+    let scope = v.scopes().collect::<Vec<_>>().join(" ");
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
     if let (Some(allowance), Some(jti)) = (v.credits(), v.token_id()) {
         match server.store.spent(v.issuer(), jti).await {
             Ok(spent) => {

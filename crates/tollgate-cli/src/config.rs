@@ -1,0 +1,204 @@
+//! The TOML configuration of `tollgate serve`, with embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tollgate_core::Algorithm;
+use tollgate_issuer::{Client, is_valid_hash};
+
+/// The whole file. Every section and key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `iss` and the base URL of the endpoints (default: `http://` + listen).
+    pub issuer: Option<String>,
+    /// Keys, clients and the SQLite database live here.
+    pub data_dir: PathBuf,
+    /// Signing keys.
+    pub keys: KeysConfig,
+    /// Where credits and revocations live.
+    pub store: StoreConfig,
+    /// Clients from the file (in addition to those in the data directory).
+    pub clients: Vec<Client>,
+    /// The metered demo API.
+    pub demo: DemoConfig,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct KeysConfig {
+    /// `ES256` (default), `RS256`, `PS256`, `EdDSA`, or `HS256` (local only).
+    pub algorithm: String,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreConfig {
+    /// `sqlite` (default), `redis` or `memory`.
+    pub kind: String,
+    /// Redis URL (`kind = "redis"`).
+    pub url: Option<String>,
+    /// Redis key prefix.
+    pub prefix: Option<String>,
+    /// SQLite file (default `<data_dir>/tollgate.db`).
+    pub path: Option<PathBuf>,
+}
+
+/// `[demo]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DemoConfig {
+    /// Serve `/demo/hello` behind the Tollgate layer.
+    pub enabled: bool,
+    /// Credits per demo request.
+    pub cost: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: None,
+            data_dir: PathBuf::from("tollgate-data"),
+            keys: KeysConfig::default(),
+            store: StoreConfig::default(),
+            clients: Vec::new(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            algorithm: "ES256".into(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: "sqlite".into(),
+            url: None,
+            prefix: None,
+            path: None,
+        }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            enabled: true,
+            cost: 1,
+        }
+    }
+}
+
+/// A configuration error naming the file, the key and the reason.
+#[derive(Debug)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            ConfigError(format!("{}: {}", path.display(), one_line(&e.to_string())))
+        })?;
+        config.check(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub(crate) fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: String| ConfigError(format!("{file}: `{key}`: {reason}"));
+        self.algorithm()
+            .map_err(|reason| err("keys.algorithm", reason))?;
+        match self.store.kind.as_str() {
+            "sqlite" | "memory" => {}
+            "redis" if self.store.url.is_some() => {}
+            "redis" => {
+                return Err(err(
+                    "store.url",
+                    "required when store.kind is \"redis\"".into(),
+                ));
+            }
+            other => {
+                return Err(err(
+                    "store.kind",
+                    format!("`{other}` is not one of sqlite, redis, memory"),
+                ));
+            }
+        }
+        if let Some(iss) = &self.issuer
+            && !(iss.starts_with("http://") || iss.starts_with("https://"))
+        {
+            return Err(err("issuer", "must be an http(s) URL".into()));
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = |k: &str| format!("clients[{i}].{k}");
+            if c.id.is_empty() {
+                return Err(err(&key("id"), "must not be empty".into()));
+            }
+            if !is_valid_hash(&c.secret_hash) {
+                return Err(err(
+                    &key("secret_hash"),
+                    "not a `sha256$salt$hash` value (make one with `tollgate clients add`)".into(),
+                ));
+            }
+            if c.audiences.is_empty() {
+                return Err(err(
+                    &key("audiences"),
+                    "at least one audience is needed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The signing algorithm.
+    pub(crate) fn algorithm(&self) -> Result<Algorithm, String> {
+        match self.keys.algorithm.parse::<Algorithm>() {
+            Ok(
+                a @ (Algorithm::ES256
+                | Algorithm::RS256
+                | Algorithm::PS256
+                | Algorithm::EdDSA
+                | Algorithm::HS256),
+            ) => Ok(a),
+            _ => Err(format!(
+                "`{}` is not one of ES256, RS256, PS256, EdDSA, HS256",
+                self.keys.algorithm
+            )),
+        }
+    }
+
+    /// The issuer URL.
+    pub(crate) fn issuer_url(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
