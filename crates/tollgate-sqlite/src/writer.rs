@@ -1,0 +1,464 @@
+//! The writer thread: owns the connection and runs queued requests in
+//! groups, one transaction (and so one fsync) per group.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+use tollgate_core::policy::{Consumed, Consumption, StoreError, TokenRef, Verdict};
+
+use crate::mirror::{Change, Mirror, Revs};
+
+/// Takes `cost` out of `allowance`: inserts the counter only when the cost
+/// fits the allowance, adds to it only when the sum stays within it (cost 0
+/// always passes). Returns the new `spent`, or no row when nothing changed.
+/// `?5 - ?3` cannot overflow (both are in 0..=i64::MAX), a sum could.
+const CONSUME: &str = "INSERT INTO credits (iss, jti, spent, exp) \
+    SELECT ?1, ?2, ?3, ?4 WHERE ?3 <= ?5 \
+    ON CONFLICT (iss, jti) DO UPDATE SET spent = spent + ?3 \
+    WHERE ?3 = 0 OR credits.spent <= ?5 - ?3 \
+    RETURNING spent";
+
+const SPENT: &str = "SELECT spent FROM credits WHERE iss = ?1 AND jti = ?2";
+
+const REFUND: &str = "UPDATE credits SET spent = max(spent - ?3, 0) \
+    WHERE iss = ?1 AND jti = ?2 RETURNING spent";
+
+const REVOKE: &str = "INSERT INTO revoked_tokens (iss, jti, exp) VALUES (?1, ?2, ?3) \
+    ON CONFLICT (iss, jti) DO UPDATE SET exp = max(exp, excluded.exp)";
+
+const WATERMARK: &str = "INSERT INTO watermarks (iss, kind, name, mark, keep_until) \
+    VALUES (?1, ?2, ?3, ?4, ?5) \
+    ON CONFLICT (iss, kind, name) DO UPDATE SET mark = max(mark, excluded.mark), \
+    keep_until = max(keep_until, excluded.keep_until)";
+
+const PURGE: [&str; 3] = [
+    "DELETE FROM credits WHERE exp < ?1",
+    "DELETE FROM revoked_tokens WHERE exp < ?1",
+    "DELETE FROM watermarks WHERE keep_until < ?1",
+];
+
+/// Values are stored as SQLite integers (i64): larger ones are capped.
+pub(crate) fn to_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_db(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {e}"))
+}
+
+/// Counters behind [`crate::Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) operations: AtomicU64,
+    pub(crate) failed_groups: AtomicU64,
+    pub(crate) largest_group: AtomicU64,
+    pub(crate) purged: AtomicU64,
+}
+
+/// What the callers and the writer share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) mirror: Mirror,
+    pub(crate) counters: Counters,
+}
+
+/// A token's fields, owned so that they cross to the writer thread.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) issuer: Box<str>,
+    pub(crate) token_id: Box<str>,
+    pub(crate) subject: Option<Box<str>>,
+    pub(crate) client_id: Option<Box<str>>,
+    pub(crate) issued_at: Option<i64>,
+    pub(crate) expires_at: i64,
+}
+
+impl Held {
+    /// `with_names`: keep `sub` and `client_id` too (for a revocation check).
+    pub(crate) fn new(token: TokenRef<'_>, token_id: &str, with_names: bool) -> Self {
+        Held {
+            issuer: token.issuer.into(),
+            token_id: token_id.into(),
+            subject: token.subject.filter(|_| with_names).map(Into::into),
+            client_id: token.client_id.filter(|_| with_names).map(Into::into),
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+        }
+    }
+
+    fn as_ref(&self) -> TokenRef<'_> {
+        TokenRef {
+            issuer: &self.issuer,
+            token_id: Some(&self.token_id),
+            subject: self.subject.as_deref(),
+            client_id: self.client_id.as_deref(),
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Where a request's answer goes, and the answer once computed (sent only
+/// after the group commits).
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    tx: oneshot::Sender<Result<T, StoreError>>,
+    answer: Option<T>,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Result<T, StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply { tx, answer: None }, rx)
+    }
+
+    fn finish(self, failed: Option<&StoreError>) {
+        let result = match (failed, self.answer) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(answer)) => Ok(answer),
+            (None, None) => Err(StoreError("sqlite: request left unanswered".into())),
+        };
+        // The caller may have gone away; what was committed stays committed.
+        let _ = self.tx.send(result);
+    }
+}
+
+/// One caller's request to the writer.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// A consumption; with `check`, refused (nothing spent) when the token
+    /// is revoked.
+    Consume {
+        token: Held,
+        c: Consumption,
+        check: bool,
+        reply: Reply<Verdict>,
+    },
+    Refund {
+        issuer: Box<str>,
+        token_id: Box<str>,
+        allowance: u64,
+        amount: u64,
+        reply: Reply<u64>,
+    },
+    Spent {
+        issuer: Box<str>,
+        token_id: Box<str>,
+        reply: Reply<Option<u64>>,
+    },
+    /// A revocation by `jti` or a watermark.
+    Revoke { change: Change, reply: Reply<()> },
+    /// Removes entries whose expiry is before `cutoff`.
+    Purge { cutoff: i64, reply: Reply<u64> },
+}
+
+impl Request {
+    fn finish(self, failed: Option<&StoreError>) {
+        match self {
+            Request::Consume { reply, .. } => reply.finish(failed),
+            Request::Refund { reply, .. } => reply.finish(failed),
+            Request::Spent { reply, .. } => reply.finish(failed),
+            Request::Revoke { reply, .. } => reply.finish(failed),
+            Request::Purge { reply, .. } => reply.finish(failed),
+        }
+    }
+}
+
+/// Revocations written in the group being built, not yet committed: the
+/// consumptions later in the group must see them, other callers must not
+/// until the commit.
+#[derive(Default)]
+struct Staged {
+    changes: Vec<Change>,
+    revs: Revs,
+    /// Entries deleted by purges in the group.
+    purged: u64,
+}
+
+impl Staged {
+    fn push(&mut self, change: Change) {
+        self.revs.apply(&change);
+        self.changes.push(change);
+    }
+
+    fn clear(&mut self) {
+        self.purged = 0;
+        self.changes.clear();
+        if !self.revs.is_empty() {
+            self.revs = Revs::default();
+        }
+    }
+}
+
+/// The writer's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterConfig {
+    pub(crate) max_batch: usize,
+    pub(crate) grace: i64,
+    pub(crate) purge_every: Duration,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    config: WriterConfig,
+    staged: Staged,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, shared: Arc<Shared>, config: WriterConfig) -> Self {
+        Writer {
+            conn,
+            shared,
+            config,
+            staged: Staged::default(),
+        }
+    }
+
+    /// Runs until every sender is gone, then closes the connection.
+    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        let max = self.config.max_batch.max(1);
+        let mut batch = Vec::with_capacity(max);
+        let mut next_purge = Instant::now() + self.config.purge_every;
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) => break,
+                }
+            }
+            self.group(&mut batch);
+            if Instant::now() >= next_purge {
+                self.purge_in_background();
+                next_purge = Instant::now() + self.config.purge_every;
+            }
+        }
+        if let Err((_, e)) = self.conn.close() {
+            tracing::warn!(error = %e, "tollgate-sqlite: closing the database failed");
+        }
+    }
+
+    /// Runs `batch` in one transaction, then answers every request in it:
+    /// all with their answers once committed, all with an error otherwise.
+    fn group(&mut self, batch: &mut Vec<Request>) {
+        self.staged.clear();
+        match self.run_group(batch) {
+            Ok(()) => {
+                self.committed();
+                let n = batch.len() as u64;
+                let c = &self.shared.counters;
+                c.commits.fetch_add(1, Ordering::Relaxed);
+                c.operations.fetch_add(n, Ordering::Relaxed);
+                c.largest_group.fetch_max(n, Ordering::Relaxed);
+                for req in batch.drain(..) {
+                    req.finish(None);
+                }
+            }
+            Err(e) => {
+                self.rollback();
+                tracing::warn!(error = %e, requests = batch.len(), "tollgate-sqlite: group failed");
+                self.shared
+                    .counters
+                    .failed_groups
+                    .fetch_add(1, Ordering::Relaxed);
+                let e = sql_error(e);
+                for req in batch.drain(..) {
+                    req.finish(Some(&e));
+                }
+            }
+        }
+        self.staged.clear();
+    }
+
+    /// After a commit: the staged revocations become visible.
+    fn committed(&self) {
+        self.shared.mirror.apply_all(&self.staged.changes);
+        self.shared
+            .counters
+            .purged
+            .fetch_add(self.staged.purged, Ordering::Relaxed);
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "tollgate-sqlite: rollback failed");
+        }
+    }
+
+    fn run_group(&mut self, batch: &mut [Request]) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for req in batch.iter_mut() {
+            self.run_one(req)?;
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+
+    fn run_one(&mut self, req: &mut Request) -> rusqlite::Result<()> {
+        match req {
+            Request::Consume {
+                token,
+                c,
+                check,
+                reply,
+            } => {
+                let t = token.as_ref();
+                let revoked =
+                    *check && (self.shared.mirror.is_revoked(t) || self.staged.revs.is_revoked(t));
+                reply.answer = Some(if revoked {
+                    Verdict::Revoked
+                } else {
+                    Verdict::Admitted(Some(self.consume(token, *c)?))
+                });
+            }
+            Request::Refund {
+                issuer,
+                token_id,
+                allowance,
+                amount,
+                reply,
+            } => {
+                let spent: Option<i64> = self
+                    .conn
+                    .prepare_cached(REFUND)?
+                    .query_row(params![&**issuer, &**token_id, to_db(*amount)], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                reply.answer = Some(match spent {
+                    Some(spent) => allowance.saturating_sub(from_db(spent)),
+                    None => *allowance,
+                });
+            }
+            Request::Spent {
+                issuer,
+                token_id,
+                reply,
+            } => {
+                reply.answer = Some(self.spent(issuer, token_id)?);
+            }
+            Request::Revoke { change, reply } => {
+                match &*change {
+                    Change::Token { iss, jti, exp } => {
+                        self.conn
+                            .prepare_cached(REVOKE)?
+                            .execute(params![iss, jti, exp])?;
+                    }
+                    Change::Watermark {
+                        iss,
+                        kind,
+                        name,
+                        before,
+                        keep_until,
+                    } => {
+                        self.conn.prepare_cached(WATERMARK)?.execute(params![
+                            iss,
+                            *kind as i64,
+                            name,
+                            before,
+                            keep_until
+                        ])?;
+                    }
+                    Change::Purge { .. } => {}
+                }
+                self.staged.push(change.clone());
+                reply.answer = Some(());
+            }
+            Request::Purge { cutoff, reply } => {
+                let n = self.purge(*cutoff)?;
+                reply.answer = Some(n);
+            }
+        }
+        Ok(())
+    }
+
+    fn consume(&self, token: &Held, c: Consumption) -> rusqlite::Result<Consumed> {
+        let spent: Option<i64> = self
+            .conn
+            .prepare_cached(CONSUME)?
+            .query_row(
+                params![
+                    token.issuer,
+                    token.token_id,
+                    to_db(c.cost),
+                    token.expires_at,
+                    to_db(c.allowance)
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match spent {
+            Some(spent) => Consumed::Charged {
+                remaining: c.allowance.saturating_sub(from_db(spent)),
+            },
+            // Nothing changed: read what is left, for the answer only.
+            None => Consumed::Exhausted {
+                remaining: match self.spent(&token.issuer, &token.token_id)? {
+                    Some(spent) => c.allowance.saturating_sub(spent),
+                    None => c.allowance,
+                },
+            },
+        })
+    }
+
+    fn spent(&self, issuer: &str, token_id: &str) -> rusqlite::Result<Option<u64>> {
+        let spent: Option<i64> = self
+            .conn
+            .prepare_cached(SPENT)?
+            .query_row(params![issuer, token_id], |r| r.get(0))
+            .optional()?;
+        Ok(spent.map(from_db))
+    }
+
+    /// Deletes what expired before `cutoff`; the mirror follows at commit.
+    fn purge(&mut self, cutoff: i64) -> rusqlite::Result<u64> {
+        let mut n = 0;
+        for sql in PURGE {
+            n += self.conn.prepare_cached(sql)?.execute([cutoff])? as u64;
+        }
+        self.staged.push(Change::Purge { cutoff });
+        self.staged.purged += n;
+        Ok(n)
+    }
+
+    /// The periodic purge, in a transaction of its own.
+    fn purge_in_background(&mut self) {
+        let cutoff = now_secs().saturating_sub(self.config.grace);
+        self.staged.clear();
+        let result = (|| {
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let n = self.purge(cutoff)?;
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok::<_, rusqlite::Error>(n)
+        })();
+        match result {
+            Ok(n) => {
+                self.committed();
+                tracing::debug!(removed = n, "tollgate-sqlite: purged expired entries");
+            }
+            Err(e) => {
+                self.rollback();
+                tracing::warn!(error = %e, "tollgate-sqlite: periodic purge failed");
+            }
+        }
+        self.staged.clear();
+    }
+}
