@@ -77,6 +77,8 @@ enum KeysCommand {
     Rotate(Common),
     /// List keys with their state.
     List(Common),
+    /// Print the public JWKS.
+    Jwks(Common),
 }
 
 #[derive(Subcommand)]
@@ -289,6 +291,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .mint(&c, &req)
                 .map_err(|e| Failure::Usage(format!("{}: {}", e.code, e.description)))?;
             println!("{}", minted.token);
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Inspect {
@@ -323,6 +327,10 @@ fn keys(cmd: KeysCommand) -> Result<ExitCode, Failure> {
         KeysCommand::List(common) => {
             let ring = open_ring(&load(&common)?)?;
             print_keys(&ring);
+        }
+        KeysCommand::Jwks(common) => {
+            let ring = open_ring(&load(&common)?)?;
+            println!("{}", ring.jwks());
         }
     }
     Ok(ExitCode::SUCCESS)

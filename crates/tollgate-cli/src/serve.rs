@@ -12,9 +12,9 @@ use tollgate_issuer::{Client, Settings, TokenServer};
 use crate::config::Config;
 use crate::{Failure, open_ring, read_clients, runtime, write_clients};
 
-/// The audience of the demo API.
-pub(crate) fn demo_audience(issuer: &str) -> String {
-    format!("{issuer}/demo")
+/// The audience of the demo API (the development client's default).
+pub(crate) fn demo_audience(_issuer: &str) -> String {
+    "tollgate-demo".to_owned()
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
@@ -40,7 +40,15 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
 }
 
 pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
-    let issuer_url = config.issuer_url();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr().map_err(runtime)?;
+    // Port 0 picks a free port; the issuer URL follows the real one.
+    let issuer_url = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let ring = open_ring(&config)?;
     let mut stored = read_clients(&config)?;
     let mut new_secret = None;
@@ -89,10 +97,6 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         app = app.merge(demo);
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
-    let addr = listener.local_addr().map_err(runtime)?;
     print_walkthrough(&issuer_url, new_secret.as_deref(), config.demo.enabled);
     tracing::info!(%addr, issuer = %issuer_url, data_dir = %config.data_dir.display(), "tollgate serving");
     axum::serve(
