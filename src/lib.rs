@@ -20,6 +20,8 @@ pub use tollgate_core::{
 pub use tollgate_issuer as issuer;
 #[cfg(feature = "redis")]
 pub use tollgate_redis as redis;
+#[cfg(feature = "sqlite")]
+pub use tollgate_sqlite as sqlite;
 #[cfg(feature = "tower")]
 pub use tollgate_tower as tower;
 

@@ -177,6 +177,15 @@ async fn serve_on_defaults_walkthrough() {
     // A second start keeps the client and does not print a secret again.
     let again = serve(&dir);
     assert!(again.secret.is_none());
+    // The durable store kept the revocation across the restart.
+    let r = http
+        .get(format!("{}/demo/hello", again.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("token_revoked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
