@@ -36,8 +36,12 @@ impl Drop for Server {
 
 /// Starts `tollgate serve` in `dir` on a free port and reads its banner.
 fn serve(dir: &PathBuf) -> Server {
+    serve_on(dir, "127.0.0.1:0")
+}
+
+fn serve_on(dir: &PathBuf, listen: &str) -> Server {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", listen])
         .current_dir(dir)
         .env("TOLLGATE_LOG", "warn")
         .stdout(Stdio::piped())
@@ -175,7 +179,8 @@ async fn serve_on_defaults_walkthrough() {
     assert!(status.expect("exited after SIGTERM").success());
 
     // A second start keeps the client and does not print a secret again.
-    let again = serve(&dir);
+    // Same address, so the same issuer URL.
+    let again = serve_on(&dir, server.url.trim_start_matches("http://"));
     assert!(again.secret.is_none());
     // The durable store kept the revocation across the restart.
     let r = http
