@@ -29,8 +29,8 @@
 //!
 //! **Exact credits.** Each consumption is one conditional SQL statement (an
 //! upsert that adds the cost only when the sum stays within the allowance),
-//! never a read followed by a write; allowances and costs are exact up to
-//! `i64::MAX` (larger values are capped).
+//! never a read followed by a write. Counters are SQLite integers: an
+//! allowance above `i64::MAX` counts as `i64::MAX`.
 //!
 //! **Revocation checks from memory.** The revocations are mirrored in memory
 //! (loaded at open, updated after each commit), so

@@ -41,8 +41,11 @@ const PURGE: [&str; 3] = [
     "DELETE FROM watermarks WHERE keep_until < ?1",
 ];
 
+/// The largest value a counter holds (SQLite integers are i64).
+const MAX: u64 = i64::MAX as u64;
+
 /// Values are stored as SQLite integers (i64): larger ones are capped.
-pub(crate) fn to_db(v: u64) -> i64 {
+fn to_db(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -343,9 +346,10 @@ impl Writer {
                         r.get(0)
                     })
                     .optional()?;
+                let allowance = (*allowance).min(MAX);
                 reply.answer = Some(match spent {
                     Some(spent) => allowance.saturating_sub(from_db(spent)),
-                    None => *allowance,
+                    None => allowance,
                 });
             }
             Request::Spent {
@@ -390,30 +394,36 @@ impl Writer {
         Ok(())
     }
 
+    /// An allowance above `i64::MAX` counts as `i64::MAX`; a cost above the
+    /// allowance is refused without touching the counter.
     fn consume(&self, token: &Held, c: Consumption) -> rusqlite::Result<Consumed> {
-        let spent: Option<i64> = self
-            .conn
-            .prepare_cached(CONSUME)?
-            .query_row(
-                params![
-                    token.issuer,
-                    token.token_id,
-                    to_db(c.cost),
-                    token.expires_at,
-                    to_db(c.allowance)
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let allowance = c.allowance.min(MAX);
+        let spent: Option<i64> = if c.cost > allowance {
+            None
+        } else {
+            self.conn
+                .prepare_cached(CONSUME)?
+                .query_row(
+                    params![
+                        token.issuer,
+                        token.token_id,
+                        to_db(c.cost),
+                        token.expires_at,
+                        to_db(allowance)
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?
+        };
         Ok(match spent {
             Some(spent) => Consumed::Charged {
-                remaining: c.allowance.saturating_sub(from_db(spent)),
+                remaining: allowance.saturating_sub(from_db(spent)),
             },
             // Nothing changed: read what is left, for the answer only.
             None => Consumed::Exhausted {
                 remaining: match self.spent(&token.issuer, &token.token_id)? {
-                    Some(spent) => c.allowance.saturating_sub(spent),
-                    None => c.allowance,
+                    Some(spent) => allowance.saturating_sub(spent),
+                    None => allowance,
                 },
             },
         })
