@@ -134,28 +134,46 @@ async fn shutdown() {
 
 fn print_walkthrough(issuer: &str, secret: Option<&str>, demo: bool) {
     let secret_shown = secret.unwrap_or("$TOLLGATE_SECRET");
-    println!("Tollgate is serving {issuer}");
+    let mut out: Vec<String> = Vec::new();
+    out.push(format!("Tollgate is serving {issuer}"));
     if let Some(s) = secret {
-        println!();
-        println!("A development client was created. Its secret is shown this once:");
-        println!("  client_id:     dev");
-        println!("  client_secret: {s}");
+        out.push(String::new());
+        out.push("A development client was created. Its secret is shown this once:".to_string());
+        out.push("  client_id:     dev".to_string());
+        out.push(format!("  client_secret: {s}"));
     }
-    println!();
-    println!("Try it:");
-    println!("  export SECRET='{secret_shown}'");
-    println!("  curl -s -u dev:$SECRET -d grant_type=client_credentials {issuer}/connect/token");
+    out.push(String::new());
+    out.push("Try it:".to_string());
+    out.push(format!("  export SECRET='{secret_shown}'"));
+    out.push(format!(
+        "  curl -s -u dev:$SECRET -d grant_type=client_credentials {issuer}/connect/token"
+    ));
     if demo {
-        println!("  # a token worth 3 credits for an end user, bound to 127.0.0.1:");
-        println!(
+        out.push("  # a token worth 3 credits for an end user, bound to 127.0.0.1:".to_string());
+        out.push(format!(
             "  TOKEN=$(curl -s -u dev:$SECRET -d credits=3 -d lifetime=600 -d ip=127.0.0.1 {issuer}/connect/jwt | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
+        ));
+        out.push(
+            "  # three calls succeed (watch credits-remaining), the fourth is 402:".to_string(),
         );
-        println!("  # three calls succeed (watch credits-remaining), the fourth is 402:");
-        println!("  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello");
-        println!("  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/introspect");
-        println!("  # revoke it, and the API answers 401:");
-        println!("  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/revocation");
-        println!("  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello");
+        out.push(format!(
+            "  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
+        ));
+        out.push(format!(
+            "  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/introspect"
+        ));
+        out.push("  # revoke it, and the API answers 401:".to_string());
+        out.push(format!(
+            "  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/revocation"
+        ));
+        out.push(format!(
+            "  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
+        ));
     }
-    println!();
+    out.push(String::new());
+    // A closed stdout must not take the server down.
+    let mut text = out.join("\n");
+    text.push('\n');
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }
