@@ -1,0 +1,38 @@
+//! Token issuance in process: client authentication plus signing, per
+//! algorithm. Target: >= 5,000 tokens/s with ES256 (see also the HTTP
+//! benchmark, `examples/issuer_bench.rs`).
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tollgate_core::Algorithm;
+use tollgate_core::policy::MemoryStore;
+use tollgate_issuer::{Client, KeyRing, MintRequest, Settings, TokenServer};
+
+fn mint(c: &mut Criterion) {
+    let mut g = c.benchmark_group("issue");
+    g.throughput(Throughput::Elements(1));
+    for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        let (client, secret) = Client::generate("bench", vec!["api".into()], vec!["read".into()]);
+        let server = TokenServer::new(
+            Settings::new("https://issuer.example"),
+            KeyRing::ephemeral(alg).unwrap(),
+            vec![client],
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        g.bench_function(format!("authenticate_and_mint_{}", alg.as_str()), |b| {
+            b.iter(|| {
+                let client = server.authenticate("bench", &secret).unwrap();
+                black_box(server.mint(&client, &MintRequest::default()).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, mint);
+criterion_main!(benches);
