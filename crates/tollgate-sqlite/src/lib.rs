@@ -154,6 +154,7 @@ pub struct SqliteStoreBuilder {
     path: PathBuf,
     grace: i64,
     max_batch: usize,
+    group_wait: Duration,
     synchronous: Synchronous,
     busy_timeout: Duration,
     purge_interval: Duration,
@@ -171,6 +172,17 @@ impl SqliteStoreBuilder {
     /// 512; at least 1).
     pub fn max_batch(mut self, requests: usize) -> Self {
         self.max_batch = requests.max(1);
+        self
+    }
+
+    /// After a group of several requests, how long the next group may wait
+    /// for more before it commits (default 500 µs; it stops waiting as soon
+    /// as the queue stays empty for 50 µs). The callers answered by one
+    /// group come back together: waiting for them lets one sync serve all
+    /// of them. Zero: commit as soon as the queue is empty. A lone caller
+    /// never waits.
+    pub fn group_wait(mut self, wait: Duration) -> Self {
+        self.group_wait = wait;
         self
     }
 
@@ -209,6 +221,7 @@ impl SqliteStoreBuilder {
             shared.clone(),
             WriterConfig {
                 max_batch: self.max_batch,
+                group_wait: self.group_wait,
                 grace: self.grace,
                 purge_every: self.purge_interval,
             },
@@ -366,6 +379,7 @@ impl SqliteStore {
             path: path.as_ref().to_path_buf(),
             grace: DEFAULT_GRACE,
             max_batch: DEFAULT_MAX_BATCH,
+            group_wait: Duration::from_micros(500),
             synchronous: Synchronous::default(),
             busy_timeout: Duration::from_secs(5),
             purge_interval: Duration::from_secs(60),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -12,20 +12,22 @@ use tollgate_core::policy::{Consumed, Consumption, StoreError, TokenRef, Verdict
 
 use crate::mirror::{Change, Mirror, Revs};
 
-/// Takes `cost` out of `allowance`: inserts the counter only when the cost
-/// fits the allowance, adds to it only when the sum stays within it (cost 0
-/// always passes). Returns the new `spent`, or no row when nothing changed.
-/// `?5 - ?3` cannot overflow (both are in 0..=i64::MAX), a sum could.
+/// Takes `cost` out of `allowance`, in one conditional statement: inserts
+/// the counter only when the cost fits the allowance, adds to it only when
+/// the sum stays within it (cost 0 always passes). One row changed: charged;
+/// none: exhausted, nothing changed. `?5 - ?3` cannot overflow (both are in
+/// 0..=i64::MAX), a sum could. (No `RETURNING`: SQLite buffers its rows in
+/// a temporary table, which costs more than reading the counter again.)
 const CONSUME: &str = "INSERT INTO credits (iss, jti, spent, exp) \
     SELECT ?1, ?2, ?3, ?4 WHERE ?3 <= ?5 \
     ON CONFLICT (iss, jti) DO UPDATE SET spent = spent + ?3 \
-    WHERE ?3 = 0 OR credits.spent <= ?5 - ?3 \
-    RETURNING spent";
+    WHERE ?3 = 0 OR credits.spent <= ?5 - ?3";
 
 const SPENT: &str = "SELECT spent FROM credits WHERE iss = ?1 AND jti = ?2";
 
+/// Gives `?3` back, never below zero spent.
 const REFUND: &str = "UPDATE credits SET spent = max(spent - ?3, 0) \
-    WHERE iss = ?1 AND jti = ?2 RETURNING spent";
+    WHERE iss = ?1 AND jti = ?2";
 
 const REVOKE: &str = "INSERT INTO revoked_tokens (iss, jti, exp) VALUES (?1, ?2, ?3) \
     ON CONFLICT (iss, jti) DO UPDATE SET exp = max(exp, excluded.exp)";
@@ -206,6 +208,7 @@ impl Staged {
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
     pub(crate) max_batch: usize,
+    pub(crate) group_wait: Duration,
     pub(crate) grace: i64,
     pub(crate) purge_every: Duration,
 }
@@ -215,7 +218,13 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     config: WriterConfig,
     staged: Staged,
+    /// Requests in the last group committed.
+    last_group: usize,
 }
+
+/// While a group waits for more requests, it stops waiting when none came
+/// for this long.
+const IDLE_GAP: Duration = Duration::from_micros(50);
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -230,23 +239,17 @@ impl Writer {
             shared,
             config,
             staged: Staged::default(),
+            last_group: 0,
         }
     }
 
     /// Runs until every sender is gone, then closes the connection.
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
-        let max = self.config.max_batch.max(1);
-        let mut batch = Vec::with_capacity(max);
+        let mut batch = Vec::with_capacity(self.config.max_batch.max(1));
         let mut next_purge = Instant::now() + self.config.purge_every;
         while let Ok(first) = rx.recv() {
             batch.push(first);
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
-            }
-            self.group(&mut batch);
+            self.group(&mut batch, &rx);
             if Instant::now() >= next_purge {
                 self.purge_in_background();
                 next_purge = Instant::now() + self.config.purge_every;
@@ -259,12 +262,13 @@ impl Writer {
 
     /// Runs `batch` in one transaction, then answers every request in it:
     /// all with their answers once committed, all with an error otherwise.
-    fn group(&mut self, batch: &mut Vec<Request>) {
+    fn group(&mut self, batch: &mut Vec<Request>, rx: &Receiver<Request>) {
         self.staged.clear();
-        match self.run_group(batch) {
+        match self.run_group(batch, rx) {
             Ok(()) => {
                 self.committed();
                 let n = batch.len() as u64;
+                self.last_group = batch.len();
                 let c = &self.shared.counters;
                 c.commits.fetch_add(1, Ordering::Relaxed);
                 c.operations.fetch_add(n, Ordering::Relaxed);
@@ -275,6 +279,7 @@ impl Writer {
             }
             Err(e) => {
                 self.rollback();
+                self.last_group = 0;
                 tracing::warn!(error = %e, requests = batch.len(), "tollgate-sqlite: group failed");
                 self.shared
                     .counters
@@ -306,10 +311,45 @@ impl Writer {
         }
     }
 
-    fn run_group(&mut self, batch: &mut [Request]) -> rusqlite::Result<()> {
+    /// Runs the group's transaction: the requests in `batch`, then those
+    /// that arrive while it runs, until the queue stays empty (or the group
+    /// is full). After a group of several requests, it waits up to
+    /// `group_wait` for more: the callers just answered are on their way
+    /// back, and without the wait they would form a group of their own,
+    /// each group waiting for the other's sync.
+    fn run_group(
+        &mut self,
+        batch: &mut Vec<Request>,
+        rx: &Receiver<Request>,
+    ) -> rusqlite::Result<()> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        for req in batch.iter_mut() {
-            self.run_one(req)?;
+        let max = self.config.max_batch;
+        let deadline = (self.last_group > 1).then(|| Instant::now() + self.config.group_wait);
+        let mut done = 0;
+        loop {
+            while done < batch.len() {
+                self.run_one(&mut batch[done])?;
+                done += 1;
+            }
+            if batch.len() >= max {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(req) => {
+                    batch.push(req);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            let now = Instant::now();
+            let Some(wait) = deadline.and_then(|d| d.checked_duration_since(now)) else {
+                break;
+            };
+            match rx.recv_timeout(wait.min(IDLE_GAP)) {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
         }
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
@@ -339,16 +379,15 @@ impl Writer {
                 amount,
                 reply,
             } => {
-                let spent: Option<i64> = self
-                    .conn
-                    .prepare_cached(REFUND)?
-                    .query_row(params![&**issuer, &**token_id, to_db(*amount)], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
+                self.conn.prepare_cached(REFUND)?.execute(params![
+                    &**issuer,
+                    &**token_id,
+                    to_db(*amount)
+                ])?;
+                let spent = self.spent(issuer, token_id)?;
                 let allowance = (*allowance).min(MAX);
                 reply.answer = Some(match spent {
-                    Some(spent) => allowance.saturating_sub(from_db(spent)),
+                    Some(spent) => allowance.saturating_sub(spent),
                     None => allowance,
                 });
             }
@@ -398,34 +437,22 @@ impl Writer {
     /// allowance is refused without touching the counter.
     fn consume(&self, token: &Held, c: Consumption) -> rusqlite::Result<Consumed> {
         let allowance = c.allowance.min(MAX);
-        let spent: Option<i64> = if c.cost > allowance {
-            None
+        let charged = c.cost <= allowance
+            && self.conn.prepare_cached(CONSUME)?.execute(params![
+                token.issuer,
+                token.token_id,
+                to_db(c.cost),
+                token.expires_at,
+                to_db(allowance)
+            ])? == 1;
+        // The statement decided; the counter is read for the answer only
+        // (no other writer exists between the two).
+        let spent = self.spent(&token.issuer, &token.token_id)?.unwrap_or(0);
+        let remaining = allowance.saturating_sub(spent);
+        Ok(if charged {
+            Consumed::Charged { remaining }
         } else {
-            self.conn
-                .prepare_cached(CONSUME)?
-                .query_row(
-                    params![
-                        token.issuer,
-                        token.token_id,
-                        to_db(c.cost),
-                        token.expires_at,
-                        to_db(allowance)
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?
-        };
-        Ok(match spent {
-            Some(spent) => Consumed::Charged {
-                remaining: allowance.saturating_sub(from_db(spent)),
-            },
-            // Nothing changed: read what is left, for the answer only.
-            None => Consumed::Exhausted {
-                remaining: match self.spent(&token.issuer, &token.token_id)? {
-                    Some(spent) => allowance.saturating_sub(spent),
-                    None => allowance,
-                },
-            },
+            Consumed::Exhausted { remaining }
         })
     }
 
