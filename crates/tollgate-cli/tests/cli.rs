@@ -240,6 +240,22 @@ fn bad_configuration_names_file_key_and_reason() {
         assert!(err.contains("tollgate.toml"), "{text}: {err}");
         assert!(err.contains(key), "{text}: wants `{key}` in: {err}");
     }
+    // The documented example parses and checks.
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/tollgate.example.toml");
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "clients",
+            "list",
+            "--config",
+            example.to_str().unwrap(),
+            "--data-dir",
+            "data",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reports"), "{out}");
     let (code, _, err) = run(&dir, &["serve", "--config", "missing.toml"]);
     assert_eq!(code, 2);
     assert!(err.contains("missing.toml"));
