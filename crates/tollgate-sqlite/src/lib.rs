@@ -25,7 +25,13 @@
 //! each caller. One sync per group, not per request: under concurrency the
 //! groups grow and the throughput with them. When a group's transaction
 //! fails, every caller in it gets a [`StoreError`] (the policies fail
-//! closed); nothing is acknowledged that was not committed.
+//! closed); nothing is acknowledged that was not committed. (The reverse
+//! may happen: when the disk fails the sync itself, the group's frames may
+//! still be on disk and be found at the next open, credits spent that no
+//! caller was told of; never more than the allowance.) After a group of
+//! several requests the writer waits a little (up to
+//! [`SqliteStoreBuilder::group_wait`]) for the callers it just answered, so
+//! that their next requests share one sync.
 //!
 //! **Exact credits.** Each consumption is one conditional SQL statement (an
 //! upsert that adds the cost only when the sum stays within the allowance),
@@ -133,7 +139,9 @@ pub enum Synchronous {
     /// crash or a power cut. The default.
     #[default]
     Full,
-    /// Like `Full`, and also syncs the directory after creating the WAL.
+    /// SQLite's `EXTRA`: like `Full`, plus a directory sync when a rollback
+    /// journal is deleted; in WAL mode (always used here) the same as
+    /// `Full`.
     Extra,
 }
 

@@ -499,3 +499,90 @@ impl Writer {
         self.staged.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(jti: &str) -> Held {
+        Held {
+            issuer: "iss".into(),
+            token_id: jti.into(),
+            subject: None,
+            client_id: None,
+            issued_at: None,
+            expires_at: i64::MAX,
+        }
+    }
+
+    /// One request of a group fails (here: its table is missing): every
+    /// caller of the group gets an error, and the group's writes are rolled
+    /// back. The next group works.
+    #[test]
+    fn a_failed_group_answers_everyone_with_an_error() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE credits (iss TEXT NOT NULL, jti TEXT NOT NULL, \
+             spent INTEGER NOT NULL, exp INTEGER NOT NULL, PRIMARY KEY (iss, jti))",
+        )
+        .expect("schema");
+        let shared = Arc::new(Shared {
+            mirror: Mirror::default(),
+            counters: Counters::default(),
+        });
+        let writer = Writer::new(
+            conn,
+            shared.clone(),
+            WriterConfig {
+                max_batch: 16,
+                group_wait: Duration::ZERO,
+                grace: 0,
+                purge_every: Duration::from_secs(3600),
+            },
+        );
+        let c = Consumption {
+            allowance: 10,
+            cost: 1,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (first, first_rx) = Reply::new();
+        let (revoke, revoke_rx) = Reply::new();
+        let (last, last_rx) = Reply::new();
+        let consume = |reply| Request::Consume {
+            token: token("a"),
+            c,
+            check: false,
+            reply,
+        };
+        // Queued before the writer starts: one group.
+        tx.send(consume(first)).expect("send");
+        tx.send(Request::Revoke {
+            change: Change::Token {
+                iss: "iss".into(),
+                jti: "a".into(),
+                exp: 0,
+            },
+            reply: revoke,
+        })
+        .expect("send");
+        tx.send(consume(last)).expect("send");
+        let thread = std::thread::spawn(move || writer.run(rx));
+
+        assert!(first_rx.blocking_recv().expect("answer").is_err());
+        assert!(revoke_rx.blocking_recv().expect("answer").is_err());
+        assert!(!shared.mirror.is_revoked(token("a").as_ref()));
+        // The group stopped at the failure: the last request, not yet
+        // taken, forms the next group. Nothing of the failed group was kept.
+        assert_eq!(
+            last_rx.blocking_recv().expect("answer"),
+            Ok(Verdict::Admitted(Some(Consumed::Charged { remaining: 9 })))
+        );
+        drop(tx);
+        thread.join().expect("writer");
+        let c = &shared.counters;
+        assert_eq!(c.failed_groups.load(Ordering::Relaxed), 1);
+        assert_eq!(c.commits.load(Ordering::Relaxed), 1);
+        assert_eq!(c.operations.load(Ordering::Relaxed), 1);
+        assert_eq!(c.largest_group.load(Ordering::Relaxed), 1);
+    }
+}
