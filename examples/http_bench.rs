@@ -6,6 +6,10 @@
 //! scripts/bench-http.sh            # installs wrk, builds in release, runs this
 //! ```
 //!
+//! axum is measured two ways: `Router::layer(AuthLayer)` (the layer wraps
+//! each route, and axum boxes and clones each route's service per request)
+//! and `AuthLayer` around the whole router (one service, before routing).
+//!
 //! axum is built with its default features, as applications use it (they
 //! record the matched path and original URI in each request's extensions).
 //! Each server runs on one tokio worker (a current-thread runtime on its own
@@ -47,6 +51,27 @@ fn sign(alg: Algorithm, signer: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(signer(input.as_bytes()))
     )
+}
+
+/// Starts `app` wrapped, as one service, in `AuthLayer` (the layer runs
+/// before routing instead of around each route).
+fn start_outer(app: Router, auth: Authenticator) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let svc = tower::Layer::layer(&AuthLayer::new(auth), app);
+            let make = axum::ServiceExt::<axum::extract::Request>::into_make_service(svc);
+            axum::serve(listener, make).await.unwrap();
+        });
+    });
+    addr
 }
 
 /// Starts `app` on its own thread with a one-worker runtime.
@@ -137,8 +162,10 @@ fn main() {
     );
     println!("each round measures the bare server of the same framework; medians shown");
     let mut configs: Vec<Config> = Vec::new();
-    for fw in [Framework::Axum, Framework::Actix] {
-        configs.push((fw, None, &hs));
+    for fw in [Framework::Axum, Framework::AxumOuter, Framework::Actix] {
+        if fw != Framework::AxumOuter {
+            configs.push((fw, None, &hs));
+        }
         for (alg, cache, token) in [
             (Algorithm::HS256, true, &hs),
             (Algorithm::HS256, false, &hs),
@@ -157,6 +184,10 @@ fn main() {
             (Framework::Axum, Some((alg, cache))) => {
                 start(handler().layer(AuthLayer::new(authenticator(*alg, *cache))))
             }
+            (Framework::AxumOuter, Some((alg, cache))) => {
+                start_outer(handler(), authenticator(*alg, *cache))
+            }
+            (Framework::AxumOuter, None) => unreachable!("no bare configuration of its own"),
             (Framework::Actix, cfg) => {
                 start_actix(cfg.map(|(alg, cache)| authenticator(alg, cache)))
             }
@@ -179,13 +210,13 @@ fn main() {
         }
     }
     println!(
-        "{:<34} {:>12} {:>8}   ratios per round",
+        "{:<46} {:>12} {:>8}   ratios per round",
         "configuration", "requests/s", "x bare"
     );
     for (i, (fw, cfg, _)) in configs.iter().enumerate() {
         let rounds: Vec<String> = ratio[i].iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{:<34} {:>12.0} {:>8.2}   {}",
+            "{:<46} {:>12.0} {:>8.2}   {}",
             label(*fw, *cfg),
             median(&mut rps[i]),
             median(&mut ratio[i]),
@@ -197,12 +228,15 @@ fn main() {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Framework {
     Axum,
+    /// axum with `AuthLayer` around the whole router (compared to bare axum).
+    AxumOuter,
     Actix,
 }
 
 fn label(fw: Framework, cfg: Option<(Algorithm, bool)>) -> String {
     let fw = match fw {
         Framework::Axum => "axum",
+        Framework::AxumOuter => "axum (around router)",
         Framework::Actix => "actix-web",
     };
     match cfg {
