@@ -484,3 +484,53 @@ async fn first_requests_wait_for_remote_keys_then_reach_the_handler() {
     assert_eq!(calls.get(), 20);
     assert_eq!(jwks.hits(), 1, "one fetch for all waiting requests");
 }
+
+/// `AuthLayer` around the whole router (one service, before routing; the
+/// cheaper wiring): the same answers, route-level scopes still work, and
+/// the peer address reaches IP-bound tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer_around_the_router() {
+    use std::sync::Arc as StdArc;
+    use tollgate::core::policy::{IpBinding, MemoryStore, Policies};
+    let auth = Authenticator::<App>::builder_for()
+        .issuer(
+            Issuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .policies(Policies::new(StdArc::new(MemoryStore::new())).ip_binding(IpBinding::new()))
+        .build()
+        .unwrap();
+    let calls = Calls::default();
+    let router = Router::new()
+        .route("/reports", get(reports))
+        .route_layer(RequireScopeLayer::all(["reports:write"]))
+        .route("/me", get(me))
+        .with_state(calls.clone());
+    let svc = tower::Layer::layer(&AuthLayer::new(auth).realm("api"), router);
+    let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(svc);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, make).await.unwrap() });
+
+    let a = get_with(addr, "/me", bearer(&token(json!({})))).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["tier"], "gold");
+    let a = get_with(addr, "/me", HeaderMap::new()).await;
+    assert_eq!(
+        (a.status, a.challenge.as_deref()),
+        (401, Some("Bearer realm=\"api\""))
+    );
+    let a = get_with(addr, "/reports", bearer(&token(json!({})))).await;
+    assert_eq!(a.status, 403);
+    let a = get_with(addr, "/me", bearer(&token(json!({"ip": "127.0.0.1"})))).await;
+    assert_eq!(a.status, 200);
+    let a = get_with(addr, "/me", bearer(&token(json!({"ip": "192.0.2.1"})))).await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("client_address_mismatch"))
+    );
+    assert_eq!(calls.get(), 2);
+}
