@@ -308,6 +308,17 @@ impl KeyRing {
     /// there is no active key generates one (and a next one) for `alg`.
     pub fn open(dir: &Path, alg: Algorithm) -> Result<KeyRing, KeyError> {
         create_private_dir(dir)?;
+        // The key directory is Tollgate's own: owner-only even if it existed.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| KeyError::Io {
+                    path: dir.to_owned(),
+                    source,
+                },
+            )?;
+        }
         let mut keys = Vec::new();
         let entries = std::fs::read_dir(dir).map_err(|source| KeyError::Io {
             path: dir.to_owned(),
@@ -393,12 +404,14 @@ impl KeyRing {
     /// published for `longest_token` seconds more (the longest lifetime it
     /// may have signed), a new next key is generated, and retired keys
     /// past their time are dropped.
+    /// A huge `longest_token` keeps the old key published "forever"
+    /// (`i64::MAX`) rather than wrapping.
     pub fn rotate(&mut self, longest_token: i64) -> Result<(), KeyError> {
         let now = now();
         for k in &mut self.keys {
             if k.state == KeyState::Active {
                 k.state = KeyState::Retiring;
-                k.retire_at = Some(now + longest_token);
+                k.retire_at = Some(now.saturating_add(longest_token.max(0)));
             }
         }
         if let Some(next) = self.keys.iter_mut().find(|k| k.state == KeyState::Next) {
@@ -470,19 +483,22 @@ impl KeyRing {
     }
 }
 
-/// Creates `dir` readable by its owner only.
+/// Creates `dir` and any missing parents, each created one readable by its
+/// owner only. Directories that already exist keep their mode: the parent
+/// of a configured file may be `/tmp` or a home directory.
 pub fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: dir.to_owned(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    builder.create(dir).map_err(io)
 }
 
 /// Writes `bytes` to `path` atomically, readable by its owner only.
@@ -505,4 +521,70 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("tollgate-keys-{name}-{nanos:x}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn existing_directories_keep_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = temp("mode");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // An existing directory (the parent of `store.path = "/tmp/x.db"`).
+        create_private_dir(&base).unwrap();
+        assert_eq!(mode(&base), 0o755);
+        // Created ones are owner-only, parents included; the existing one
+        // above them is untouched.
+        let deep = base.join("a/b");
+        create_private_dir(&deep).unwrap();
+        assert_eq!(mode(&base), 0o755);
+        assert_eq!(mode(&base.join("a")) & 0o077, 0);
+        assert_eq!(mode(&deep) & 0o077, 0);
+        // The key directory is Tollgate's own: made owner-only even when it
+        // existed with a wider mode.
+        let keys = base.join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        KeyRing::open(&keys, Algorithm::ES256).unwrap();
+        assert_eq!(mode(&keys), 0o700);
+        assert_eq!(mode(&base), 0o755);
+        for e in std::fs::read_dir(&keys).unwrap() {
+            assert_eq!(mode(&e.unwrap().path()), 0o600);
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn rotation_with_a_huge_lifetime_saturates() {
+        let mut ring = KeyRing::ephemeral(Algorithm::ES256).unwrap();
+        let old = ring.active().unwrap().kid().to_owned();
+        ring.rotate(i64::MAX).unwrap();
+        let retiring = ring.keys().iter().find(|k| k.kid() == old).unwrap();
+        assert_eq!(retiring.state(), KeyState::Retiring);
+        assert_eq!(retiring.retire_at(), Some(i64::MAX));
+        // It stays published through the next rotation.
+        ring.rotate(3600).unwrap();
+        assert!(ring.keys().iter().any(|k| k.kid() == old));
+    }
 }
