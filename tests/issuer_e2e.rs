@@ -116,7 +116,15 @@ fn start_actix(auth: Authenticator) -> SocketAddr {
     rx.recv().unwrap()
 }
 
+/// HTTP Basic as RFC 6749 §2.3.1 has it: id and secret form-urlencoded,
+/// then joined by `:` and base64-encoded.
 fn basic(id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    raw_basic(&enc(id), &enc(secret))
+}
+
+/// HTTP Basic without the form-urlencoding step.
+fn raw_basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
@@ -451,6 +459,27 @@ async fn rfc6749_errors() {
             error: "invalid_client",
         },
         Case {
+            name: "unknown client (form)",
+            auth: None,
+            form: vec![cc, ("client_id", "nobody"), ("client_secret", "nope")],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "client_id without a secret",
+            auth: None,
+            form: vec![cc, ("client_id", "reports-app")],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
+            name: "Basic without a colon",
+            auth: Some(format!("Basic {}", STANDARD.encode("reports-app"))),
+            form: vec![cc],
+            status: 401,
+            error: "invalid_client",
+        },
+        Case {
             name: "not Basic",
             auth: Some("Bearer abc".into()),
             form: vec![cc],
@@ -486,27 +515,51 @@ async fn rfc6749_errors() {
             error: "invalid_target",
         },
     ];
-    for c in &cases {
-        let r = post(&s, "/connect/token", c.auth.as_deref(), &c.form).await;
-        assert_eq!(r.status.as_u16(), c.status, "{}: {:?}", c.name, r.body);
-        assert_eq!(r.body["error"], c.error, "{}", c.name);
-        assert!(r.body["error_description"].is_string(), "{}", c.name);
-        assert_eq!(r.headers["cache-control"], "no-store", "{}", c.name);
-        assert_eq!(r.headers["pragma"], "no-cache", "{}", c.name);
-        assert_eq!(r.headers["content-type"], "application/json", "{}", c.name);
-        // A failed Authorization header gets the Basic challenge (RFC 6749 §5.2).
-        let basic_used = c.auth.is_some();
+    let check = |path: &str, name: &str, r: &Reply, status: u16, error: &str| {
+        assert_eq!(r.status.as_u16(), status, "{path} {name}: {:?}", r.body);
+        // The body is exactly `error` and `error_description`.
+        let obj = r.body.as_object().unwrap();
+        assert_eq!(obj.len(), 2, "{path} {name}: {:?}", r.body);
+        assert_eq!(r.body["error"], error, "{path} {name}");
+        assert!(r.body["error_description"].is_string(), "{path} {name}");
+        assert_eq!(r.headers["cache-control"], "no-store", "{path} {name}");
+        assert_eq!(r.headers["pragma"], "no-cache", "{path} {name}");
+        assert_eq!(
+            r.headers["content-type"], "application/json",
+            "{path} {name}"
+        );
+        // Every 401 carries a challenge (RFC 9110 §15.5.2), advertising
+        // Basic whether or not the client tried it (RFC 6749 §5.2).
         assert_eq!(
             r.headers
                 .get("www-authenticate")
                 .map(|v| v.to_str().unwrap()),
-            (c.status == 401 && basic_used)
-                .then_some("Basic realm=\"tollgate\", charset=\"UTF-8\""),
-            "{}",
-            c.name
+            (status == 401).then_some("Basic realm=\"tollgate\", charset=\"UTF-8\""),
+            "{path} {name}"
         );
-        let text = r.body.to_string();
-        assert!(!text.contains(&s.secret), "{}: secret echoed", c.name);
+        assert!(
+            !r.body.to_string().contains(&s.secret),
+            "{path} {name}: secret echoed"
+        );
+    };
+    for c in &cases {
+        let r = post(&s, "/connect/token", c.auth.as_deref(), &c.form).await;
+        check("/connect/token", c.name, &r, c.status, c.error);
+    }
+    // The other client-authenticated endpoints answer failed client
+    // authentication the same way.
+    for path in ["/connect/jwt", "/connect/introspect", "/connect/revocation"] {
+        for c in cases.iter().filter(|c| c.error == "invalid_client") {
+            let mut form: Vec<(&str, &str)> = c
+                .form
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "grant_type")
+                .collect();
+            form.push(("token", "not.a.token"));
+            let r = post(&s, path, c.auth.as_deref(), &form).await;
+            check(path, c.name, &r, 401, "invalid_client");
+        }
     }
     // Wrong content type.
     let r = s
@@ -577,6 +630,9 @@ async fn jwks_and_discovery() {
         meta["jwks_uri"],
         format!("{}/.well-known/jwks.json", s.issuer)
     );
+    // No authorization endpoint, so no response type (not the implicit
+    // flow's `token`).
+    assert_eq!(meta["response_types_supported"], json!([]));
     // A Tollgate API configured by discovery alone works.
     let auth: Authenticator = Authenticator::builder()
         .issuer(
@@ -587,4 +643,135 @@ async fn jwks_and_discovery() {
         .build()
         .unwrap();
     auth.ready().await.unwrap();
+}
+
+/// RFC 6749 §2.3.1: with Basic, the id and the secret are form-urlencoded
+/// before base64, so `:`, `%`, `+`, spaces and non-ASCII survive; the raw
+/// pair is not the same credentials and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_form_urlencodes_id_and_secret() {
+    let s = setup().await;
+    let pairs = [
+        ("tenant:7 café", "p%40ss+word: ü/€"),
+        ("plus+percent%", "s+%20x y"),
+    ];
+    for (id, secret) in pairs {
+        let client = Client {
+            id: id.into(),
+            secret_hash: tollgate::issuer::hash_secret(secret),
+            scopes: vec![],
+            audiences: vec![AUD.into()],
+            token_lifetime: 3600,
+            max_restricted_lifetime: 3600,
+            max_credits: 10,
+        };
+        s.server.put_client(client);
+        let cc = [("grant_type", "client_credentials")];
+        let r = post(&s, "/connect/token", Some(&basic(id, secret)), &cc).await;
+        assert_eq!(r.status, 200, "{id}: {:?}", r.body);
+        let token = r.body["access_token"].as_str().unwrap().to_owned();
+        // The token names the client by its real id.
+        let i = post(
+            &s,
+            "/connect/introspect",
+            Some(&basic(id, secret)),
+            &[("token", &token)],
+        )
+        .await;
+        assert_eq!(i.body["client_id"], id);
+        // Spaces may be sent as `%20` as well as `+`.
+        let enc = |v: &str| {
+            form_urlencoded::byte_serialize(v.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        };
+        let r = post(
+            &s,
+            "/connect/token",
+            Some(&raw_basic(&enc(id), &enc(secret))),
+            &cc,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{id} (%20): {:?}", r.body);
+        // The same pair without the encoding step is refused.
+        let r = post(&s, "/connect/token", Some(&raw_basic(id, secret)), &cc).await;
+        assert_eq!(r.status, 401, "{id} raw: {:?}", r.body);
+        assert_eq!(r.body["error"], "invalid_client");
+        assert!(r.headers.contains_key("www-authenticate"));
+        // Form authentication takes the values as they are.
+        let r = post(
+            &s,
+            "/connect/token",
+            None,
+            &[cc[0], ("client_id", id), ("client_secret", secret)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{id} form: {:?}", r.body);
+    }
+}
+
+/// `/connect/jwt` never hands out more than the caller holds: without
+/// `credits` the token carries the client's limit (it is metered by the
+/// APIs), and `sub` may not name another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_tokens_stay_within_the_client() {
+    let s = setup().await;
+    let auth = basic("reports-app", &s.secret);
+    let r = post(&s, "/connect/jwt", Some(&auth), &[("lifetime", "60")]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["credits_remaining"], 100, "the client's max_credits");
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["credits"], 100);
+    // The APIs meter it.
+    assert_eq!(
+        api(&s, s.axum, &token).await,
+        (200, Some("99".into()), None)
+    );
+    assert_eq!(
+        api(&s, s.actix, &token).await,
+        (200, Some("98".into()), None)
+    );
+    // JSON bodies too.
+    let r = s
+        .http
+        .post(format!("{}/connect/jwt", s.issuer))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(json!({"sub": "end-user-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["credits_remaining"], 100);
+
+    // `sub`: an end user, or the caller itself, but never another client.
+    for (sub, status) in [
+        ("end-user-7", 200),
+        ("reports-app", 200),
+        ("other-app", 400),
+    ] {
+        let r = post(&s, "/connect/jwt", Some(&auth), &[("sub", sub)]).await;
+        assert_eq!(r.status.as_u16(), status, "{sub}: {:?}", r.body);
+        if status == 400 {
+            assert_eq!(r.body["error"], "invalid_request");
+            assert_eq!(r.headers["cache-control"], "no-store");
+        }
+    }
+    let r = s
+        .http
+        .post(format!("{}/connect/jwt", s.issuer))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(json!({"sub": "other-app", "credits": 1}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }

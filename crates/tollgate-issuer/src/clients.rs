@@ -25,7 +25,8 @@ pub struct Client {
     /// Longest lifetime of a restricted token it mints (default 3600).
     #[serde(default = "default_lifetime")]
     pub max_restricted_lifetime: u64,
-    /// Most credits a restricted token it mints may carry (default 1000).
+    /// Most credits a restricted token it mints may carry (default 1000);
+    /// also the allowance of one minted without `credits`.
     #[serde(default = "default_max_credits")]
     pub max_credits: u64,
 }

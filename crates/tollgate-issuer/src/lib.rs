@@ -96,9 +96,10 @@ pub struct MintRequest {
     pub audience: Option<String>,
     /// Lifetime in seconds (default: the client's token lifetime).
     pub lifetime: Option<u64>,
-    /// `sub` (default: the client id).
+    /// `sub` (default: the client id); never another client's id.
     pub subject: Option<String>,
-    /// Credit allowance (restricted tokens).
+    /// Credit allowance, at most the client's `max_credits` (restricted
+    /// tokens: default `max_credits`, so they are always metered).
     pub credits: Option<u64>,
     /// Client addresses / CIDR ranges (restricted tokens).
     pub ip: Option<Vec<String>>,
@@ -130,7 +131,6 @@ pub struct OAuthError {
     pub code: &'static str,
     /// `error_description` (never holds a secret or a token).
     pub description: String,
-    basic: bool,
 }
 
 impl OAuthError {
@@ -138,7 +138,6 @@ impl OAuthError {
         OAuthError {
             code,
             description: description.into(),
-            basic: false,
         }
     }
 
@@ -154,14 +153,19 @@ impl OAuthError {
     }
 }
 
+/// The challenge every `invalid_client` answer carries: a 401 needs a
+/// `WWW-Authenticate` header (RFC 9110 §15.5.2), and Basic is the scheme a
+/// client may retry with (RFC 6749 §5.2).
+pub const CLIENT_CHALLENGE: &str = "Basic realm=\"tollgate\", charset=\"UTF-8\"";
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "error_description": self.description});
         let mut resp = (self.status(), no_store(), axum::Json(body)).into_response();
-        if self.basic && self.code == "invalid_client" {
+        if self.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tollgate\", charset=\"UTF-8\""),
+                HeaderValue::from_static(CLIENT_CHALLENGE),
             );
         }
         resp
@@ -307,7 +311,9 @@ impl TokenServer {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": ["token"],
+            // RFC 8414 makes this field required; this server has no
+            // authorization endpoint, so it supports no response type.
+            "response_types_supported": [],
             "access_token_signing_alg_values_supported": algs,
         })
     }
@@ -319,9 +325,33 @@ impl TokenServer {
             .values()
             .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
             .max()
-            .unwrap_or(3600) as i64;
-        write(&self.ring).rotate(longest)?;
+            .unwrap_or(3600);
+        write(&self.ring).rotate(i64::try_from(longest).unwrap_or(i64::MAX))?;
         self.rebuild_verifier();
+        Ok(())
+    }
+
+    /// Replaces the key ring, e.g. with the one on disk after `tollgate keys
+    /// rotate`. On error the current ring stays.
+    pub fn replace_keys(&self, ring: KeyRing) -> Result<(), tollgate_core::Error> {
+        let mut current = write(&self.ring);
+        let clients = read(&self.clients);
+        let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
+        *current = ring;
+        *write(&self.verifier) = verifier;
+        Ok(())
+    }
+
+    /// Replaces every client, e.g. with those on disk after `tollgate
+    /// clients add|remove`. On error the current clients stay.
+    pub fn replace_clients(&self, clients: Vec<Client>) -> Result<(), tollgate_core::Error> {
+        let ring = read(&self.ring);
+        let mut current = write(&self.clients);
+        let clients: HashMap<String, Client> =
+            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
+        *current = clients;
+        *write(&self.verifier) = verifier;
         Ok(())
     }
 
@@ -403,6 +433,22 @@ impl TokenServer {
                 format!("credits must be at most {}", client.max_credits),
             ));
         }
+        // A restricted token is always metered: without `credits` it carries
+        // the client's whole allowance, never an unmetered token.
+        let credits = if req.restricted {
+            Some(req.credits.unwrap_or(client.max_credits))
+        } else {
+            req.credits
+        };
+        if let Some(sub) = &req.subject
+            && *sub != client.id
+            && read(&self.clients).contains_key(sub)
+        {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "`sub` names another client",
+            ));
+        }
         let ip = match &req.ip {
             None => None,
             Some(list) if list.is_empty() => {
@@ -430,7 +476,7 @@ impl TokenServer {
             ScopeFormat::Array => json!(scopes),
         });
         let iat = now();
-        let exp = iat + lifetime as i64;
+        let exp = i64::try_from(lifetime).map_or(i64::MAX, |l| iat.saturating_add(l));
         let jti = new_jti();
         let claims = AccessClaims {
             iss: &self.settings.issuer,
@@ -442,7 +488,7 @@ impl TokenServer {
             nbf: iat,
             exp,
             jti: &jti,
-            credits: req.credits,
+            credits,
             ip,
         };
         let token = self.sign(&claims)?;
@@ -452,7 +498,7 @@ impl TokenServer {
             expires_in: lifetime,
             scope: scope_joined,
             jti,
-            credits: req.credits,
+            credits,
         })
     }
 
@@ -582,7 +628,7 @@ fn authenticate(
         }
     };
     let in_body = form.get("client_secret").is_some();
-    let (id, secret, used_basic) = match basic {
+    let (id, secret) = match basic {
         Some(value) => {
             if in_body {
                 return Err(OAuthError::new(
@@ -590,10 +636,7 @@ fn authenticate(
                     "client authenticated twice (Basic and body)",
                 ));
             }
-            let fail = || OAuthError {
-                basic: true,
-                ..OAuthError::new("invalid_client", "client authentication failed")
-            };
+            let fail = || OAuthError::new("invalid_client", "client authentication failed");
             let value = value.to_str().map_err(|_| fail())?;
             let (scheme, rest) = value.split_once(' ').ok_or_else(fail)?;
             if !scheme.eq_ignore_ascii_case("basic") {
@@ -617,10 +660,10 @@ fn authenticate(
                     "client_id differs from the authenticated client",
                 ));
             }
-            (id, unform(secret), true)
+            (id, unform(secret))
         }
         None => match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned(), false),
+            (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
             _ => {
                 return Err(OAuthError::new(
                     "invalid_client",
@@ -629,10 +672,9 @@ fn authenticate(
             }
         },
     };
-    server.authenticate(&id, &secret).ok_or_else(|| OAuthError {
-        basic: used_basic,
-        ..OAuthError::new("invalid_client", "client authentication failed")
-    })
+    server
+        .authenticate(&id, &secret)
+        .ok_or_else(|| OAuthError::new("invalid_client", "client authentication failed"))
 }
 
 fn scopes_param(form: &Form) -> Option<Vec<String>> {
@@ -910,4 +952,116 @@ async fn jwks_endpoint(State(server): State<Arc<TokenServer>>) -> Response {
 
 async fn discovery_endpoint(State(server): State<Arc<TokenServer>>) -> Response {
     axum::Json(server.metadata()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tollgate_core::Algorithm;
+    use tollgate_core::policy::MemoryStore;
+
+    fn claims(token: &str) -> Value {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    fn server(clients: Vec<Client>) -> Arc<TokenServer> {
+        TokenServer::new(
+            Settings::new("https://issuer.example"),
+            KeyRing::ephemeral(Algorithm::ES256).unwrap(),
+            clients,
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn huge_lifetimes_saturate() {
+        let (mut client, _) = Client::generate("c", vec!["api".into()], vec![]);
+        client.token_lifetime = u64::MAX;
+        client.max_restricted_lifetime = u64::MAX;
+        let server = server(vec![client.clone()]);
+        for lifetime in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            for restricted in [false, true] {
+                let req = MintRequest {
+                    lifetime: Some(lifetime),
+                    restricted,
+                    ..MintRequest::default()
+                };
+                let m = server.mint(&client, &req).unwrap();
+                assert_eq!(m.expires_at, i64::MAX, "{lifetime}");
+                assert_eq!(claims(&m.token)["exp"], i64::MAX);
+                assert!(server.verify(&m.token).is_ok());
+            }
+        }
+        // Rotation with such a client keeps the old key, without wrapping.
+        let old = read(&server.ring).active().unwrap().kid().to_owned();
+        server.rotate_keys().unwrap();
+        let ring = read(&server.ring);
+        let k = ring.keys().iter().find(|k| k.kid() == old).unwrap();
+        assert_eq!(k.retire_at(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn restricted_tokens_are_always_metered() {
+        let (mut client, _) = Client::generate("c", vec!["api".into()], vec![]);
+        client.max_credits = 7;
+        let server = server(vec![client.clone()]);
+        let restricted = MintRequest {
+            restricted: true,
+            ..MintRequest::default()
+        };
+        let m = server.mint(&client, &restricted).unwrap();
+        assert_eq!(m.credits, Some(7));
+        assert_eq!(claims(&m.token)["credits"], 7);
+        let m = server
+            .mint(
+                &client,
+                &MintRequest {
+                    credits: Some(2),
+                    ..restricted.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(claims(&m.token)["credits"], 2);
+        // Client-credentials access tokens stay unmetered.
+        let m = server.mint(&client, &MintRequest::default()).unwrap();
+        assert!(claims(&m.token).get("credits").is_none());
+    }
+
+    #[test]
+    fn sub_never_names_another_client() {
+        let (a, _) = Client::generate("a", vec!["api".into()], vec![]);
+        let (b, _) = Client::generate("b", vec!["api".into()], vec![]);
+        let server = server(vec![a.clone(), b]);
+        let with_sub = |sub: &str| MintRequest {
+            subject: Some(sub.into()),
+            restricted: true,
+            ..MintRequest::default()
+        };
+        let e = server.mint(&a, &with_sub("b")).unwrap_err();
+        assert_eq!(
+            (e.code, e.status()),
+            ("invalid_request", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            claims(&server.mint(&a, &with_sub("a")).unwrap().token)["sub"],
+            "a"
+        );
+        assert_eq!(
+            claims(&server.mint(&a, &with_sub("user-9")).unwrap().token)["sub"],
+            "user-9"
+        );
+    }
+
+    #[test]
+    fn every_invalid_client_answer_carries_the_challenge() {
+        let resp = OAuthError::new("invalid_client", "x").into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], CLIENT_CHALLENGE);
+        let resp = OAuthError::new("invalid_request", "x").into_response();
+        assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
 }
