@@ -13,7 +13,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use support::{Signer, good_claims, now};
 use tollgate::core::policy::{
-    CreditStore, Credits, IpBinding, MemoryStore, Policies, Principal, RevocationStore,
+    CreditStore, Credits, ForwardedHeader, IpBinding, MemoryStore, Policies, Principal,
+    RevocationStore,
 };
 use tollgate::core::{Authenticator, Issuer};
 
@@ -34,10 +35,8 @@ struct Server {
     store: Arc<MemoryStore>,
 }
 
-fn authenticator(store: Arc<MemoryStore>, credits: Credits, trusted: &[&str]) -> Authenticator {
-    let policies = Policies::new(store)
-        .credits(credits)
-        .ip_binding(IpBinding::new().trusted_proxies(trusted).unwrap());
+fn authenticator(store: Arc<MemoryStore>, credits: Credits, binding: IpBinding) -> Authenticator {
+    let policies = Policies::new(store).credits(credits).ip_binding(binding);
     Authenticator::builder()
         .issuer(
             Issuer::new(ISS)
@@ -51,8 +50,17 @@ fn authenticator(store: Arc<MemoryStore>, credits: Credits, trusted: &[&str]) ->
 
 /// Routes: `/api` (default cost), `/report` (costs 5), `/fail` (answers 500).
 async fn start(fw: Framework, credits: Credits, trusted: &[&str]) -> Server {
+    start_bound(
+        fw,
+        credits,
+        IpBinding::new().trusted_proxies(trusted).unwrap(),
+    )
+    .await
+}
+
+async fn start_bound(fw: Framework, credits: Credits, binding: IpBinding) -> Server {
     let store = Arc::new(MemoryStore::new());
-    let auth = authenticator(store.clone(), credits, trusted);
+    let auth = authenticator(store.clone(), credits, binding);
     let addr = match fw {
         Framework::Axum => start_axum(auth).await,
         Framework::Actix => start_actix(auth),
@@ -100,6 +108,17 @@ fn start_actix(auth: Authenticator) -> SocketAddr {
             let server = HttpServer::new(move || {
                 App::new()
                     .service(web::resource("/report").wrap(Charge::cost(5)).to(me))
+                    // A middleware inside that fails with an error, not a
+                    // response (only actix has such errors).
+                    .service(
+                        web::resource("/inner-error")
+                            .wrap_fn(|_req, _srv| async {
+                                Err::<actix_web::dev::ServiceResponse, _>(
+                                    actix_web::error::ErrorInternalServerError("down"),
+                                )
+                            })
+                            .to(me),
+                    )
                     .route("/api", web::get().to(me))
                     .route(
                         "/fail",
@@ -268,6 +287,15 @@ async fn charge_on_success_refunds_a_500() {
         let a = call(s.addr, "/fail", &t, &[]).await;
         assert_eq!((a.status, a.remaining), (500, Some(2)), "{fw:?}");
         assert_eq!(s.store.spent(ISS, &id).await.unwrap(), Some(0));
+        if let Framework::Actix = fw {
+            let a = call(s.addr, "/inner-error", &t, &[]).await;
+            assert_eq!(
+                (a.status, a.remaining),
+                (500, Some(2)),
+                "refunded, with headers"
+            );
+            assert_eq!(s.store.spent(ISS, &id).await.unwrap(), Some(0));
+        }
         for left in [1, 0] {
             let a = call(s.addr, "/api", &t, &[]).await;
             assert_eq!((a.status, a.remaining), (200, Some(left)), "{fw:?}");
@@ -367,8 +395,23 @@ async fn ip_bound_tokens() {
         let s = start(fw, Credits::new(), &["127.0.0.1"]).await;
         let via = [("x-forwarded-for", "198.51.100.1, 203.0.113.7")];
         assert_eq!(call(s.addr, "/api", &elsewhere, &via).await.status, 200);
+        // The proxy writes X-Forwarded-For (the default): a `Forwarded`
+        // header it passed through from the client names nobody.
         let fwd = [("forwarded", "for=203.0.113.7;proto=https")];
-        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 200);
+        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 401);
+        let both = [
+            ("forwarded", "for=127.0.0.1"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ];
+        assert_eq!(call(s.addr, "/api", &here, &both).await.status, 401);
+        assert_eq!(call(s.addr, "/api", &elsewhere, &both).await.status, 200);
+        let hidden = [("x-forwarded-for", "203.0.113.7, unknown")];
+        let a = call(s.addr, "/api", &elsewhere, &hidden).await;
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("client_address_mismatch")),
+            "{fw:?}: an undisclosed client matches no address"
+        );
         let a = call(s.addr, "/api", &elsewhere, &[]).await;
         assert_eq!(a.status, 401, "{fw:?}: no header, the proxy is the client");
         let a = call(s.addr, "/api", &here, &via).await;
@@ -380,5 +423,24 @@ async fn ip_bound_tokens() {
             (400, Some("malformed_forwarded")),
             "{fw:?}"
         );
+
+        // A proxy that writes `Forwarded`: only that header counts.
+        let binding = IpBinding::new()
+            .trusted_proxies(["127.0.0.1"])
+            .unwrap()
+            .forwarded_header(ForwardedHeader::Forwarded);
+        let s = start_bound(fw, Credits::new(), binding).await;
+        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 200);
+        assert_eq!(call(s.addr, "/api", &here, &both).await.status, 200);
+        assert_eq!(call(s.addr, "/api", &elsewhere, &both).await.status, 401);
+        for undisclosed in ["for=unknown", "for=_hidden", "proto=https"] {
+            let h = [("forwarded", undisclosed)];
+            let a = call(s.addr, "/api", &elsewhere, &h).await;
+            assert_eq!(
+                (a.status, a.code.as_deref()),
+                (401, Some("client_address_mismatch")),
+                "{fw:?}: {undisclosed}"
+            );
+        }
     }
 }

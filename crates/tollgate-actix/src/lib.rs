@@ -351,7 +351,21 @@ where
                     .map(ServiceResponse::map_into_left_body);
             };
             req.extensions_mut().insert(meter.clone());
-            let mut res = service.call(req).await?;
+            let mut res = match service.call(req).await {
+                Ok(res) => res,
+                Err(e) => {
+                    // An error from inside is refunded like the response it
+                    // stands for, and that response carries the headers.
+                    let mut resp = e.error_response();
+                    let status = http::StatusCode::from_u16(resp.status().as_u16())
+                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    if meter.should_refund(status, false) {
+                        let _ = meter.refund_all().wait().await;
+                    }
+                    credit_headers(resp.headers_mut(), &meter);
+                    return Err(actix_web::error::InternalError::from_response(e, resp).into());
+                }
+            };
             let rejected = res.response().extensions().get::<Error>().is_some();
             let status = http::StatusCode::from_u16(res.status().as_u16())
                 .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -291,6 +291,18 @@ fn settle<B>(res: &mut Response<B>, meter: &Arc<Meter>) -> Option<MeterFuture> {
     None
 }
 
+/// An inner service that failed without a response: a server error, so
+/// charge-on-success gives the charge back. Returns a future when the
+/// refund must wait.
+fn settle_error(meter: &Arc<Meter>) -> Option<MeterFuture> {
+    if meter.should_refund(http::StatusCode::INTERNAL_SERVER_ERROR, false)
+        && let MeterStep::Pending(f) = meter.refund_all()
+    {
+        return Some(f);
+    }
+    None
+}
+
 pub(crate) fn credit_headers<B>(res: &mut Response<B>, meter: &Meter) {
     let h = res.headers_mut();
     h.insert(CREDITS_LIMIT, HeaderValue::from(meter.limit()));
@@ -337,6 +349,7 @@ impl<S, C, ReqB, ResB> Service<Request<ReqB>> for Auth<S, C>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ReqB: Send + 'static,
     ResB: From<String> + Send + 'static,
     C: DeserializeOwned + Send + Sync + 'static,
@@ -467,7 +480,15 @@ where
                 None => inner.call(req).await,
                 Some(meter) => {
                     req.extensions_mut().insert(meter.clone());
-                    let mut res = inner.call(req).await?;
+                    let mut res = match inner.call(req).await {
+                        Ok(res) => res,
+                        Err(e) => {
+                            if let Some(refund) = settle_error(&meter) {
+                                let _ = refund.await;
+                            }
+                            return Err(e);
+                        }
+                    };
                     if let Some(refund) = settle(&mut res, &meter) {
                         let _ = refund.await;
                         credit_headers(&mut res, &meter);
@@ -506,6 +527,7 @@ pin_project! {
         Inner { #[pin] fut: F },
         Metered { #[pin] fut: F, meter: Arc<Meter> },
         Refunding { fut: MeterFuture, res: Option<Response<B>>, meter: Arc<Meter> },
+        RefundingError { fut: MeterFuture, err: Option<E> },
         Ready { res: Option<Response<B>> },
         Waiting { fut: BoxedResponse<B, E> },
     }
@@ -549,7 +571,16 @@ where
             KindProj::Metered { fut, meter } => {
                 let mut res = match std::task::ready!(fut.poll(cx)) {
                     Ok(res) => res,
-                    Err(e) => return Poll::Ready(Err(e)),
+                    Err(e) => match settle_error(meter) {
+                        None => return Poll::Ready(Err(e)),
+                        Some(refund) => {
+                            self.as_mut().project().kind.set(Kind::RefundingError {
+                                fut: refund,
+                                err: Some(e),
+                            });
+                            return self.poll(cx);
+                        }
+                    },
                 };
                 match settle(&mut res, meter) {
                     None => Poll::Ready(Ok(res)),
@@ -571,6 +602,13 @@ where
                         credit_headers(&mut res, meter);
                         Poll::Ready(Ok(res))
                     }
+                    None => panic!("ResponseFuture polled after completion"),
+                }
+            }
+            KindProj::RefundingError { fut, err } => {
+                let _ = std::task::ready!(fut.as_mut().poll(cx));
+                match err.take() {
+                    Some(e) => Poll::Ready(Err(e)),
                     None => panic!("ResponseFuture polled after completion"),
                 }
             }
@@ -598,13 +636,20 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn token(exp_offset: i64) -> String {
+        token_with(exp_offset, serde_json::json!({}))
+    }
+
+    fn token_with(exp_offset: i64, extra: serde_json::Value) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
         let header = r#"{"alg":"HS256","kid":"k1"}"#;
-        let claims = serde_json::json!({"iss": "https://issuer.example", "aud": "api",
+        let mut claims = serde_json::json!({"iss": "https://issuer.example", "aud": "api",
             "sub": "user-1", "client_id": "c-9", "exp": now + exp_offset});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
@@ -671,5 +716,38 @@ mod tests {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.body(), "user-1");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_inner_error_is_refunded_in_charge_on_success_mode() {
+        use tollgate_core::policy::{CreditStore, Credits, MemoryStore, Policies};
+        let store = Arc::new(MemoryStore::new());
+        let auth = Authenticator::builder()
+            .issuer(
+                Issuer::new("https://issuer.example").audience("api").key(
+                    VerifyingKey::hmac(SECRET, Algorithm::HS256)
+                        .unwrap()
+                        .with_kid("k1"),
+                ),
+            )
+            .policies(Policies::new(store.clone()).credits(Credits::new().charge_on_success()))
+            .build()
+            .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(AuthLayer::new(auth))
+            .service(service_fn(|_req: Request<String>| async {
+                Err::<Response<String>, _>("inner service down")
+            }));
+        let t = token_with(600, serde_json::json!({"credits": 3, "jti": "t-err"}));
+        let err = svc.clone().oneshot(request(Some(&t))).await.unwrap_err();
+        assert_eq!(err, "inner service down");
+        assert_eq!(
+            store
+                .spent("https://issuer.example", "t-err")
+                .await
+                .unwrap(),
+            Some(0),
+            "the failed request's credit came back"
+        );
     }
 }

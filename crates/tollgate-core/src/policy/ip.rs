@@ -23,11 +23,22 @@ pub struct IpNet {
 pub struct BadIpNet;
 
 impl IpNet {
-    /// The range `addr/prefix`; `None` when the prefix is too long.
+    /// The range `addr/prefix`; `None` when the prefix is too long. An
+    /// IPv4-mapped range of at least `/96` (`::ffff:10.0.0.0/104`) is the
+    /// IPv4 range it maps (`10.0.0.0/8`); a shorter one stays IPv6.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<IpNet> {
-        let addr = addr.to_canonical();
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(IpNet { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
+        Some(IpNet { addr, prefix })
     }
 
     /// True when `ip` lies in the range.
@@ -39,7 +50,12 @@ impl IpNet {
                     .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            (IpAddr::V6(net), ip) => {
+                // An IPv4 client against a short IPv6 range: as mapped.
+                let ip = match ip {
+                    IpAddr::V6(v6) => v6,
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                };
                 let mask = u128::MAX
                     .checked_shl(128 - u32::from(self.prefix))
                     .unwrap_or(0);
@@ -66,15 +82,7 @@ impl FromStr for IpNet {
         };
         let addr: IpAddr = addr.parse().map_err(|_| BadIpNet)?;
         let full = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(full);
-        // `::ffff:10.0.0.0/104` is the IPv4 range `10.0.0.0/8`.
-        let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => {
-                (addr.to_canonical(), prefix - 96)
-            }
-            _ => (addr, prefix),
-        };
-        IpNet::new(addr, prefix).ok_or(BadIpNet)
+        IpNet::new(addr, prefix.unwrap_or(full)).ok_or(BadIpNet)
     }
 }
 
@@ -104,19 +112,38 @@ pub(crate) fn parse_claim(raw: &str, name: &str) -> Result<Box<[IpNet]>, Error> 
     Ok(nets.into_boxed_slice())
 }
 
-/// Proxies whose forwarding headers are believed.
+/// The forwarding header the trusted proxies write. Only that header is
+/// read: a proxy appends to the header it knows and passes any other one
+/// through untouched, so reading a second header would let a client name
+/// its own address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most cloud load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded`, RFC 7239 (its `for=` parameters).
+    Forwarded,
+}
+
+/// Proxies whose forwarding header is believed.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrustedProxies(pub(crate) Vec<IpNet>);
+pub(crate) struct TrustedProxies {
+    pub(crate) nets: Vec<IpNet>,
+    pub(crate) header: ForwardedHeader,
+}
 
 impl TrustedProxies {
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|n| n.contains(ip))
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(ip))
     }
 
     /// The client address of a request that arrived from `peer`: the peer
     /// itself, or, when the peer is a trusted proxy, the right-most address
-    /// in `Forwarded` (preferred) or `X-Forwarded-For` that is not a trusted
-    /// proxy. When every hop is trusted the left-most one is the client.
+    /// in the configured forwarding header that is not a trusted proxy.
+    /// When every hop is trusted the left-most one is the client. A client
+    /// hop the proxy wrote as `unknown` or obfuscated (RFC 7239 §6) cannot
+    /// match any address: [`Error::AddressMismatch`].
     pub(crate) fn client_address(
         &self,
         peer: IpAddr,
@@ -126,20 +153,28 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return Ok(peer);
         }
-        let mut hops: Vec<IpAddr> = Vec::new();
-        let forwarded = headers.get_all(http::header::FORWARDED);
-        if forwarded.iter().next().is_some() {
-            for value in forwarded {
-                let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
-                for element in value.split(',') {
-                    hops.push(forwarded_for(element)?);
+        // `None`: a hop whose address is not disclosed.
+        let mut hops: Vec<Option<IpAddr>> = Vec::new();
+        match self.header {
+            ForwardedHeader::Forwarded => {
+                for value in headers.get_all(http::header::FORWARDED) {
+                    let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
+                    for element in value.split(',') {
+                        hops.push(forwarded_for(element)?);
+                    }
                 }
             }
-        } else {
-            for value in headers.get_all("x-forwarded-for") {
-                let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
-                for hop in value.split(',') {
-                    hops.push(parse_hop(hop.trim())?);
+            ForwardedHeader::XForwardedFor => {
+                for value in headers.get_all("x-forwarded-for") {
+                    let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
+                    for hop in value.split(',') {
+                        let hop = hop.trim();
+                        hops.push(if hop.eq_ignore_ascii_case("unknown") {
+                            None
+                        } else {
+                            Some(parse_hop(hop)?)
+                        });
+                    }
                 }
             }
         }
@@ -147,17 +182,18 @@ impl TrustedProxies {
             // A trusted proxy that forwards nothing: it is the client.
             return Ok(peer);
         };
-        Ok(hops
-            .iter()
+        hops.iter()
             .rev()
             .copied()
-            .find(|ip| !self.trusts(*ip))
-            .unwrap_or(first))
+            .find(|hop| !hop.is_some_and(|ip| self.trusts(ip)))
+            .unwrap_or(first)
+            .ok_or(Error::AddressMismatch)
     }
 }
 
-/// The `for=` parameter of one `Forwarded` element (RFC 7239 §4).
-fn forwarded_for(element: &str) -> Result<IpAddr, Error> {
+/// The `for=` parameter of one `Forwarded` element (RFC 7239 §4): `None`
+/// when it is `unknown`, an obfuscated identifier (`_hidden`), or absent.
+fn forwarded_for(element: &str) -> Result<Option<IpAddr>, Error> {
     for pair in element.split(';') {
         let Some((name, value)) = pair.trim().split_once('=') else {
             return Err(Error::MalformedForwarded);
@@ -168,10 +204,14 @@ fn forwarded_for(element: &str) -> Result<IpAddr, Error> {
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
-            return parse_hop(value);
+            // RFC 7239 §6.2 and §6.3: undisclosed nodes.
+            if value.eq_ignore_ascii_case("unknown") || value.starts_with('_') {
+                return Ok(None);
+            }
+            return parse_hop(value).map(Some);
         }
     }
-    Err(Error::MalformedForwarded)
+    Ok(None)
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:80`, `[::1]`,
@@ -219,6 +259,16 @@ mod tests {
         assert!(all.contains(ip("1.2.3.4")));
         let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
         assert!(mapped.contains(ip("10.9.9.9")));
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        // Shorter than /96, a mapped range stays IPv6: `::ffff:0:0/80`
+        // holds every IPv4-mapped address, not `0.0.0.0/80`.
+        let short: IpNet = "::ffff:10.0.0.0/80".parse().unwrap();
+        assert!(short.contains(ip("10.9.9.9")) && short.contains(ip("192.0.2.1")));
+        assert!(!short.contains(ip("2001:db8::1")));
+        // `::ffff:10.0.0.0/8` is `::/8` (every mapped address among
+        // others), not `10.0.0.0/8`.
+        let short = IpNet::new(ip("::ffff:10.0.0.0"), 8).unwrap();
+        assert!(short.contains(ip("192.0.2.1")) && !short.contains(ip("2001:db8::1")));
         for bad in [
             "",
             "10.0.0.0/33",
@@ -257,7 +307,10 @@ mod tests {
 
     #[test]
     fn client_address_behind_trusted_proxies() {
-        let trusted = TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()]);
+        let mut trusted = TrustedProxies {
+            nets: vec!["10.0.0.0/8".parse().unwrap()],
+            header: ForwardedHeader::XForwardedFor,
+        };
         let mut h = HeaderMap::new();
         h.insert(
             "x-forwarded-for",
@@ -273,6 +326,8 @@ mod tests {
             trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
             ip("2.2.2.2")
         );
+        // A `Forwarded` header the proxy passed through is not read when
+        // the proxy writes `X-Forwarded-For`.
         h.insert(
             http::header::FORWARDED,
             "for=\"[2001:db8::1]:443\";proto=https, for=10.0.0.7"
@@ -281,13 +336,51 @@ mod tests {
         );
         assert_eq!(
             trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
-            ip("2001:db8::1")
+            ip("2.2.2.2")
         );
-        h.insert(http::header::FORWARDED, "for=unknown".parse().unwrap());
+        h.insert("x-forwarded-for", "1.1.1.1, unknown".parse().unwrap());
         assert_eq!(
             trusted.client_address(ip("10.0.0.1"), &h),
-            Err(Error::MalformedForwarded)
+            Err(Error::AddressMismatch)
         );
+        trusted.header = ForwardedHeader::Forwarded;
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
+            ip("2001:db8::1")
+        );
+        for undisclosed in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            "for=\"_x\";by=_p",
+        ] {
+            h.insert(http::header::FORWARDED, undisclosed.parse().unwrap());
+            assert_eq!(
+                trusted.client_address(ip("10.0.0.1"), &h),
+                Err(Error::AddressMismatch),
+                "{undisclosed}"
+            );
+        }
+        // Undisclosed hops left of the client do not matter.
+        h.insert(
+            http::header::FORWARDED,
+            "for=unknown, for=203.0.113.9, for=10.0.0.3"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
+            ip("203.0.113.9")
+        );
+        for malformed in ["garbage", "for=not-an-ip"] {
+            h.insert(http::header::FORWARDED, malformed.parse().unwrap());
+            assert_eq!(
+                trusted.client_address(ip("10.0.0.1"), &h),
+                Err(Error::MalformedForwarded),
+                "{malformed}"
+            );
+        }
+        trusted.header = ForwardedHeader::XForwardedFor;
         let mut all_trusted = HeaderMap::new();
         all_trusted.insert("x-forwarded-for", "10.0.0.9, 10.0.0.8".parse().unwrap());
         assert_eq!(

@@ -68,6 +68,33 @@ struct Revocations {
     /// Name -> (watermark, keep until).
     subjects: HashMap<Box<str>, (i64, i64)>,
     clients: HashMap<Box<str>, (i64, i64)>,
+    next_sweep: i64,
+}
+
+impl Revocations {
+    /// Drops entries whose tokens can no longer be accepted. Returns how
+    /// many went.
+    fn sweep(&mut self, now: i64, grace: i64) -> u64 {
+        let before = self.tokens.len() + self.subjects.len() + self.clients.len();
+        self.tokens
+            .retain(|_, exp| exp.saturating_add(grace) >= now);
+        self.subjects
+            .retain(|_, (_, keep)| keep.saturating_add(grace) >= now);
+        self.clients
+            .retain(|_, (_, keep)| keep.saturating_add(grace) >= now);
+        (before - self.tokens.len() - self.subjects.len() - self.clients.len()) as u64
+    }
+
+    /// Sweeps at most once a [`SWEEP_EVERY`], as revocations are added, so
+    /// the lists stay bounded by the revocations still in force without a
+    /// caller having to purge.
+    fn sweep_now_and_then(&mut self, grace: i64) {
+        let now = now();
+        if now >= self.next_sweep {
+            self.sweep(now, grace);
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+    }
 }
 
 impl Default for MemoryStore {
@@ -218,13 +245,7 @@ impl MemoryStore {
                 gone += (before - shard.counters.len()) as u64;
             }
             let mut r = issuer.revoked.write().unwrap_or_else(|p| p.into_inner());
-            let before = r.tokens.len() + r.subjects.len() + r.clients.len();
-            r.tokens.retain(|_, exp| exp.saturating_add(grace) >= now);
-            r.subjects
-                .retain(|_, (_, keep)| keep.saturating_add(grace) >= now);
-            r.clients
-                .retain(|_, (_, keep)| keep.saturating_add(grace) >= now);
-            gone += (before - r.tokens.len() - r.subjects.len() - r.clients.len()) as u64;
+            gone += r.sweep(now, grace);
         }
         gone
     }
@@ -243,6 +264,7 @@ impl RevocationStore for MemoryStore {
     ) -> StoreFuture<'a, ()> {
         let issuer = self.issuer_or_insert(issuer);
         let mut r = issuer.revoked.write().unwrap_or_else(|p| p.into_inner());
+        r.sweep_now_and_then(self.grace);
         let exp = r.tokens.entry(token_id.into()).or_insert(expires_at);
         *exp = (*exp).max(expires_at);
         issuer.any_revoked.store(true, Ordering::Release);
@@ -258,6 +280,7 @@ impl RevocationStore for MemoryStore {
     ) -> StoreFuture<'a, ()> {
         let issuer = self.issuer_or_insert(issuer);
         let mut r = issuer.revoked.write().unwrap_or_else(|p| p.into_inner());
+        r.sweep_now_and_then(self.grace);
         let (map, name) = match principal {
             Principal::Subject(s) => (&mut r.subjects, s),
             Principal::Client(c) => (&mut r.clients, c),
@@ -355,5 +378,53 @@ impl MemoryStore {
             Some(c) => Ok(Verdict::Admitted(Some(self.consume_now(token, c)?))),
             None => Ok(Verdict::Admitted(None)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocations(store: &MemoryStore) -> usize {
+        let issuer = store.issuer("iss").unwrap();
+        let r = issuer.revoked.read().unwrap();
+        r.tokens.len() + r.subjects.len() + r.clients.len()
+    }
+
+    #[tokio::test]
+    async fn revocations_of_expired_tokens_go_without_a_purge() {
+        let store = MemoryStore::with_grace(10);
+        let long_ago = now() - 3600;
+        for i in 0..100 {
+            store
+                .revoke("iss", &format!("t-{i}"), long_ago)
+                .await
+                .unwrap();
+        }
+        store
+            .revoke_issued_before("iss", Principal::Subject("s"), long_ago, long_ago)
+            .await
+            .unwrap();
+        // The first revocation swept (nothing yet); the rest came within
+        // the sweep interval.
+        assert_eq!(revocations(&store), 101);
+        store
+            .issuer("iss")
+            .unwrap()
+            .revoked
+            .write()
+            .unwrap()
+            .next_sweep = 0;
+        store.revoke("iss", "live", now() + 600).await.unwrap();
+        assert_eq!(revocations(&store), 1, "only the live revocation stays");
+        let live = TokenRef {
+            issuer: "iss",
+            token_id: Some("live"),
+            subject: None,
+            client_id: None,
+            issued_at: None,
+            expires_at: now() + 600,
+        };
+        assert!(store.is_revoked(live).await.unwrap());
     }
 }

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderMap, StatusCode};
 
 pub(crate) use ip::parse_claim as parse_ip_claim;
-pub use ip::{BadIpNet, IpNet};
+pub use ip::{BadIpNet, ForwardedHeader, IpNet};
 pub use memory::MemoryStore;
 pub use store::{
     Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
@@ -186,18 +186,26 @@ impl IpBinding {
         self
     }
 
-    /// Proxies (addresses or CIDR ranges) whose `Forwarded` /
-    /// `X-Forwarded-For` headers are believed. The client is the right-most
-    /// address in the header that is not a trusted proxy.
+    /// Proxies (addresses or CIDR ranges) whose forwarding header (see
+    /// [`forwarded_header`](Self::forwarded_header)) is believed. The
+    /// client is the right-most address in the header that is not a
+    /// trusted proxy.
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> std::result::Result<Self, BadIpNet>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         for p in proxies {
-            self.trusted.0.push(p.as_ref().parse()?);
+            self.trusted.nets.push(p.as_ref().parse()?);
         }
         Ok(self)
+    }
+
+    /// The header the trusted proxies write (default
+    /// [`ForwardedHeader::XForwardedFor`]). Only this header is read.
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.trusted.header = header;
+        self
     }
 }
 
@@ -284,9 +292,7 @@ impl Policies {
     /// True when forwarding headers matter for a request from `peer` (it is
     /// a trusted proxy).
     pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
-        self.ip
-            .as_ref()
-            .is_some_and(|b| b.trusted.0.iter().any(|n| n.contains(peer)))
+        self.ip.as_ref().is_some_and(|b| b.trusted.trusts(peer))
     }
 
     /// The client address of a request from `peer`, trusted proxies' headers
@@ -514,20 +520,31 @@ impl Meter {
     }
 
     fn refund(self: &Arc<Self>, amount: u64) -> MeterStep {
-        if amount == 0 {
+        // Take the amount out of `charged` before asking the store, so
+        // concurrent refunds of one meter never give back more than it was
+        // charged in all.
+        let taken = match self
+            .charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c > 0).then(|| c - c.min(amount))
+            }) {
+            Ok(before) => before.min(amount),
+            Err(_) => 0,
+        };
+        if taken == 0 {
             return MeterStep::Ready(Ok(()));
         }
         let tref = token_ref(&*self.token);
-        if let Some(answer) = self.store.try_refund(tref, self.limit, amount) {
-            return MeterStep::Ready(self.refunded(amount, answer));
+        if let Some(answer) = self.store.try_refund(tref, self.limit, taken) {
+            return MeterStep::Ready(self.refunded(taken, answer));
         }
         let this = self.clone();
         MeterStep::Pending(Box::pin(async move {
             let answer = this
                 .store
-                .refund(token_ref(&*this.token), this.limit, amount)
+                .refund(token_ref(&*this.token), this.limit, taken)
                 .await;
-            this.refunded(amount, answer)
+            this.refunded(taken, answer)
         }))
     }
 
@@ -553,15 +570,17 @@ impl Meter {
         }
     }
 
-    fn refunded(&self, amount: u64, answer: std::result::Result<u64, StoreError>) -> Result<()> {
+    /// `taken` was already taken out of `charged`.
+    fn refunded(&self, taken: u64, answer: std::result::Result<u64, StoreError>) -> Result<()> {
         match answer {
             Ok(remaining) => {
-                self.charged.fetch_sub(amount, Ordering::AcqRel);
                 self.remaining.store(remaining, Ordering::Release);
                 Ok(())
             }
             Err(e) => {
-                // The credits stay spent: never hand out more than was paid.
+                // The credits stay spent (and charged): never hand out more
+                // than was paid.
+                self.charged.fetch_add(taken, Ordering::AcqRel);
                 tracing::warn!(error = %e, "refund failed; credits stay spent");
                 Err(Error::StoreUnavailable)
             }
@@ -778,5 +797,91 @@ mod tests {
         assert_eq!((meter.charged(), meter.remaining()), (0, 3));
         meter.refund_all().wait().await.unwrap();
         assert_eq!(meter.remaining(), 3);
+    }
+
+    /// The memory store, answered only after one yield: every call goes
+    /// through the async path, as with a network store.
+    struct Later(MemoryStore);
+
+    impl RevocationStore for Later {
+        fn revoke<'a>(&'a self, i: &'a str, t: &'a str, e: i64) -> StoreFuture<'a, ()> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.revoke(i, t, e).await
+            })
+        }
+        fn revoke_issued_before<'a>(
+            &'a self,
+            i: &'a str,
+            p: Principal<'a>,
+            b: i64,
+            k: i64,
+        ) -> StoreFuture<'a, ()> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.revoke_issued_before(i, p, b, k).await
+            })
+        }
+        fn is_revoked<'a>(&'a self, t: TokenRef<'a>) -> StoreFuture<'a, bool> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.is_revoked(t).await
+            })
+        }
+    }
+
+    impl CreditStore for Later {
+        fn consume<'a>(&'a self, t: TokenRef<'a>, c: Consumption) -> StoreFuture<'a, Consumed> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.consume(t, c).await
+            })
+        }
+        fn refund<'a>(&'a self, t: TokenRef<'a>, a: u64, n: u64) -> StoreFuture<'a, u64> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.refund(t, a, n).await
+            })
+        }
+        fn spent<'a>(&'a self, i: &'a str, t: &'a str) -> StoreFuture<'a, Option<u64>> {
+            self.0.spent(i, t)
+        }
+    }
+
+    impl Store for Later {
+        fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
+            self.0.purge_expired(now)
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_refunds_of_one_meter_give_back_its_charge_once() {
+        let store = Arc::new(Later(MemoryStore::new()));
+        // Another request's spending, which no refund may hand back.
+        let other = decide(
+            Policies::new(store.clone()).credits(Credits::new().cost(4)),
+            Some(10),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(other.remaining(), 6);
+        let policies = Policies::new(store.clone()).credits(Credits::new().cost(3));
+        let meter = decide(policies, Some(10)).await.unwrap().unwrap();
+        assert_eq!((meter.charged(), meter.remaining()), (3, 3));
+        let (a, b, c) = tokio::join!(
+            meter.refund_all().wait(),
+            meter.refund_all().wait(),
+            meter.refund_all().wait()
+        );
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+        assert_eq!(meter.charged(), 0);
+        assert_eq!(
+            store.spent("https://issuer.example", "t-1").await.unwrap(),
+            Some(4),
+            "the other request's 4 credits stay spent"
+        );
     }
 }
