@@ -2,7 +2,8 @@
 //! it (keys, clients, token mint and inspect).
 //!
 //! Exit codes: 0 success (a valid token for `token inspect`), 1 failure (an
-//! invalid token), 2 usage or configuration error.
+//! invalid token), 2 usage or configuration error (`token inspect` without
+//! `--jwks`: the token is decoded but cannot be verified).
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the token server and the metered demo API.
+    ///
+    /// On SIGHUP (`kill -HUP <pid>`, the pid is printed at start) the key
+    /// ring and the clients are read again from the data directory: run it
+    /// after `tollgate keys rotate` or `tollgate clients add|remove`. The
+    /// configuration file is read at start only. SIGINT or SIGTERM stop it
+    /// gracefully.
     Serve(ServeArgs),
     /// Signing keys in the data directory.
     #[command(subcommand)]
@@ -74,6 +81,9 @@ enum KeysCommand {
     /// Create the key ring (an active and a next key) if there is none.
     Generate(Common),
     /// Rotate: the next key starts signing, the active one retires.
+    ///
+    /// This rewrites the key files; a running `tollgate serve` uses the new
+    /// ring after a SIGHUP (`kill -HUP <pid>`).
     Rotate(Common),
     /// List keys with their state.
     List(Common),
@@ -145,7 +155,8 @@ enum TokenCommand {
     Inspect {
         /// The token.
         token: String,
-        /// JWKS to verify with: an http(s) URL or a file.
+        /// JWKS to verify with: an http(s) URL or a file. Without it the
+        /// token is only decoded, and the exit code is 2.
         #[arg(long)]
         jwks: Option<String>,
         /// Expected issuer (default: the token's own `iss`).
@@ -248,6 +259,21 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(listen) = args.listen {
                 config.listen = listen;
             }
+            // Checked before the data directory is touched, so no HS256
+            // key is generated for a server that cannot use it.
+            if config.algorithm().map_err(Failure::Usage)? == tollgate_core::Algorithm::HS256 {
+                let file = args
+                    .common
+                    .config
+                    .as_ref()
+                    .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
+                return Err(Failure::Usage(format!(
+                    "{file}: `keys.algorithm`: HS256 cannot be served: HS256 keys are never \
+                     published in the JWKS, so no API (the demo API included) could verify \
+                     the tokens; use ES256, RS256, PS256 or EdDSA (HS256 stays available to \
+                     `tollgate token mint`)"
+                )));
+            }
             let rt = tokio::runtime::Runtime::new().map_err(runtime)?;
             rt.block_on(serve::serve(config))?;
             Ok(ExitCode::SUCCESS)
@@ -320,8 +346,9 @@ fn keys(cmd: KeysCommand) -> Result<ExitCode, Failure> {
                 .iter()
                 .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
                 .max()
-                .unwrap_or(3600) as i64;
-            ring.rotate(longest).map_err(runtime)?;
+                .unwrap_or(3600);
+            ring.rotate(i64::try_from(longest).unwrap_or(i64::MAX))
+                .map_err(runtime)?;
             print_keys(&ring);
         }
         KeysCommand::List(common) => {
@@ -431,12 +458,18 @@ fn inspect(
         return Ok(ExitCode::from(1));
     };
     let Some(jwks) = jwks else {
+        // Decoding alone says nothing about validity: shown, but a usage
+        // error, not a verdict.
         report(
             as_json,
             &json!({"valid": null, "verified": false, "header": header, "claims": payload,
                 "detail": "not verified: give --jwks URL|FILE"}),
         );
-        return Ok(ExitCode::from(1));
+        return Err(Failure::Usage(
+            "the token was decoded but not verified: give --jwks URL|FILE \
+             (the issuer's JWKS) to verify it"
+                .into(),
+        ));
     };
     let iss = iss
         .or_else(|| payload["iss"].as_str().map(str::to_owned))

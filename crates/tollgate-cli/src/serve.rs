@@ -5,9 +5,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use tollgate_axum::{AuthLayer, Claims};
-use tollgate_core::policy::{Credits, MemoryStore, Policies, Store};
-use tollgate_core::{Authenticator, Issuer};
-use tollgate_issuer::{Client, Settings, TokenServer};
+use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies, Store};
+use tollgate_core::{Algorithm, Authenticator, Issuer};
+use tollgate_issuer::{Client, KeyRing, Settings, TokenServer};
 
 use crate::config::Config;
 use crate::{Failure, open_ring, read_clients, runtime, write_clients};
@@ -39,7 +39,76 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
     }
 }
 
+/// `serve` publishes its keys for the APIs to verify with; HS256 keys are
+/// never published (they would hand out the signing secret), so a ring
+/// holding one cannot serve. `token mint` may still use them.
+fn check_publishable(config: &Config, ring: &KeyRing) -> Result<(), Failure> {
+    match ring
+        .keys()
+        .iter()
+        .find(|k| k.algorithm() == Algorithm::HS256)
+    {
+        None => Ok(()),
+        Some(k) => Err(Failure::Usage(format!(
+            "{}: key `{}` is HS256: HS256 keys are never published in the JWKS, so no API \
+             (the demo API included) could verify the tokens; `tollgate serve` needs ES256, \
+             RS256, PS256 or EdDSA (HS256 stays available to `tollgate token mint`)",
+            config
+                .data_dir
+                .join("keys")
+                .join(format!("{}.json", k.kid()))
+                .display(),
+            k.kid()
+        ))),
+    }
+}
+
+/// The clients `serve` knows: the data directory's and the file's.
+fn all_clients(config: &Config) -> Result<Vec<Client>, Failure> {
+    let mut clients = read_clients(config)?;
+    clients.extend(config.clients.clone());
+    Ok(clients)
+}
+
+/// SIGHUP: the key ring and the clients are read again from the data
+/// directory (after `tollgate keys rotate` or `tollgate clients add|remove`).
+/// Whatever cannot be read is reported and the running state kept.
+fn reload(config: &Config, server: &TokenServer) {
+    match open_ring(config).and_then(|ring| check_publishable(config, &ring).map(|()| ring)) {
+        Ok(ring) => {
+            let kids: Vec<String> = ring
+                .keys()
+                .iter()
+                .map(|k| format!("{}={:?}", k.kid(), k.state()))
+                .collect();
+            match server.replace_keys(ring) {
+                Ok(()) => tracing::info!(keys = %kids.join(" "), "key ring reloaded"),
+                Err(e) => tracing::error!(error = %e, "key ring not reloaded"),
+            }
+        }
+        Err(Failure::Usage(e) | Failure::Runtime(e)) => {
+            tracing::error!(error = %e, "key ring not reloaded");
+        }
+    }
+    match all_clients(config) {
+        Ok(clients) => {
+            let n = clients.len();
+            match server.replace_clients(clients) {
+                Ok(()) => tracing::info!(clients = n, "clients reloaded"),
+                Err(e) => tracing::error!(error = %e, "clients not reloaded"),
+            }
+        }
+        Err(Failure::Usage(e) | Failure::Runtime(e)) => {
+            tracing::error!(error = %e, "clients not reloaded");
+        }
+    }
+}
+
 pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
+    // Keys first: a ring that cannot serve is a configuration error, found
+    // before anything listens.
+    let ring = open_ring(&config)?;
+    check_publishable(&config, &ring)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -49,7 +118,6 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let ring = open_ring(&config)?;
     let mut stored = read_clients(&config)?;
     let mut new_secret = None;
     if stored.is_empty() && config.clients.is_empty() {
@@ -83,7 +151,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
                     .audience(demo_audience(&issuer_url))
                     .jwks_url(format!("{issuer_url}/.well-known/jwks.json")),
             )
-            .policies(Policies::new(store.clone()).credits(Credits::new().cost(config.demo.cost)))
+            // Credits, and the client addresses restricted tokens are bound to
+            // (the peer address comes from the connect info below).
+            .policies(
+                Policies::new(store.clone())
+                    .credits(Credits::new().cost(config.demo.cost))
+                    .ip_binding(IpBinding::new()),
+            )
             .build()
             .map_err(runtime)?;
         let demo = Router::new()
@@ -95,6 +169,22 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             )
             .layer(AuthLayer::new(auth).realm("tollgate-demo"));
         app = app.merge(demo);
+    }
+
+    // Before the banner: once it is out, a SIGHUP must not end the process.
+    #[cfg(unix)]
+    {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(runtime)?;
+        let server = server.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let (config, server) = (config.clone(), server.clone());
+                // Reading and parsing keys is blocking file work.
+                let _ = tokio::task::spawn_blocking(move || reload(&config, &server)).await;
+            }
+        });
     }
 
     print_walkthrough(&issuer_url, new_secret.as_deref(), config.demo.enabled);
@@ -168,6 +258,14 @@ fn print_walkthrough(issuer: &str, secret: Option<&str>, demo: bool) {
         ));
         out.push(format!(
             "  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
+        ));
+    }
+    #[cfg(unix)]
+    {
+        out.push(String::new());
+        out.push(format!(
+            "After `tollgate keys rotate` or `tollgate clients add`: kill -HUP {}",
+            std::process::id()
         ));
     }
     out.push(String::new());

@@ -131,6 +131,37 @@ async fn serve_on_defaults_walkthrough() {
             (402, "0".into())
         ]
     );
+    // The demo API enforces the address binding: a token bound to another
+    // address is refused from 127.0.0.1; ranges and lists that hold it pass.
+    for (ip, status) in [
+        ("10.9.8.7", 401),
+        ("10.0.0.0/8", 401),
+        ("127.0.0.0/8", 200),
+        ("10.9.8.7,127.0.0.1", 200),
+    ] {
+        let r = http
+            .post(format!("{url}/connect/jwt"))
+            .basic_auth("dev", Some(&secret))
+            .form_urlencoded(&format!("credits=3&ip={ip}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{ip}");
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let bound = body["token"].as_str().unwrap().to_owned();
+        let r = http
+            .get(format!("{url}/demo/hello"))
+            .bearer_auth(&bound)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "token bound to {ip}");
+        if status == 401 {
+            assert!(r.headers().contains_key("www-authenticate"));
+            let text = r.text().await.unwrap();
+            assert!(text.contains("client_address_mismatch"), "{ip}: {text}");
+        }
+    }
     let r = http
         .post(format!("{url}/connect/revocation"))
         .basic_auth("dev", Some(&secret))
@@ -231,15 +262,64 @@ fn bad_configuration_names_file_key_and_reason() {
             "[[clients]]\nid = \"a\"\nsecret_hash = \"plain\"\naudiences = [\"x\"]\n",
             "clients[0].secret_hash",
         ),
+        // HS256 keys are never published: nothing could verify the tokens.
+        ("[keys]\nalgorithm = \"HS256\"\n", "keys.algorithm"),
     ];
     for (text, key) in cases {
         let path = dir.join("tollgate.toml");
         std::fs::write(&path, text).unwrap();
-        let (code, _, err) = run(&dir, &["serve", "--config", "tollgate.toml"]);
+        let (code, _, err) = run(
+            &dir,
+            &[
+                "serve",
+                "--config",
+                "tollgate.toml",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
         assert_eq!(code, 2, "{text}: {err}");
         assert!(err.contains("tollgate.toml"), "{text}: {err}");
         assert!(err.contains(key), "{text}: wants `{key}` in: {err}");
+        if text.contains("HS256") {
+            assert!(err.contains("never published"), "{err}");
+        }
     }
+    // The refused HS256 configuration generated no key.
+    assert!(!dir.join("tollgate-data/keys").exists());
+    // HS256 stays available to `token mint`.
+    std::fs::write(dir.join("hs.toml"), "[keys]\nalgorithm = \"HS256\"\n").unwrap();
+    let hs = ["--config", "hs.toml", "--data-dir", "hsdata"];
+    let (code, _, err) = run(
+        &dir,
+        &[
+            &["clients", "add", "local", "--audience", "api"][..],
+            &hs[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) = run(
+        &dir,
+        &[&["token", "mint", "--client", "local"][..], &hs[..]].concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(token.starts_with("eyJhbGciOiJIUzI1NiI"), "HS256: {token}");
+    // A data directory whose keys are HS256 cannot be served either: the
+    // error names the key file.
+    let (code, _, err) = run(
+        &dir,
+        &["serve", "--data-dir", "hsdata", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("hsdata") && err.contains("keys") && err.contains(".json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HS256") && err.contains("never published"),
+        "{err}"
+    );
     // The documented example parses and checks.
     let example =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/tollgate.example.toml");
@@ -353,6 +433,16 @@ fn keys_clients_mint_and_inspect() {
     // Usage errors: 2.
     let (code, _, _) = run(&dir, &["token", "inspect"]);
     assert_eq!(code, 2);
+    // Without --jwks the token is decoded, not verified: a usage error.
+    let (code, out, err) = run(&dir, &["token", "inspect", &token]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--jwks"), "{err}");
+    assert!(out.contains("credits"), "the claims are shown: {out}");
+    let (code, out, _) = run(&dir, &["token", "inspect", &token, "--json"]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["claims"]["credits"], 5);
     let (code, _, _) = run(&dir, &["token", "mint", "--client", "nobody"]);
     assert_eq!(code, 2);
     let (code, _, _) = run(&dir, &["frobnicate"]);
@@ -364,5 +454,166 @@ fn keys_clients_mint_and_inspect() {
     assert!(out.contains("retiring"), "{out}");
     let (code, _, _) = run(&dir, &["clients", "remove", "billing"]);
     assert_eq!(code, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn client_credentials(url: &str, id: &str, secret: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/connect/token"))
+        .basic_auth(id, Some(secret))
+        .form_urlencoded("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{id}");
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_verifies_against_a_jwks_url() {
+    let dir = temp_dir("inspect");
+    let server = serve(&dir);
+    let url = server.url.clone();
+    let token = client_credentials(&url, "dev", server.secret.as_deref().unwrap()).await;
+    let jwks = format!("{url}/.well-known/jwks.json");
+    let inspect = |extra: &[&str]| {
+        let mut args = vec!["token", "inspect", &token, "--jwks", &jwks, "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run(&dir, &args);
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+        (code, v)
+    };
+    let (code, v) = inspect(&[]);
+    assert_eq!((code, &v["valid"]), (0, &serde_json::json!(true)), "{v}");
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["claims"]["iss"], url.as_str());
+    let (code, v) = inspect(&["--iss", &url, "--aud", "tollgate-demo"]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = inspect(&["--iss", "https://elsewhere.example"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["error"], "invalid_issuer");
+    let (code, v) = inspect(&["--aud", "someone-else"]);
+    assert_eq!((code, v["error"].as_str()), (1, Some("invalid_audience")));
+    // Human-readable form.
+    let (code, out, _) = run(&dir, &["token", "inspect", &token, "--jwks", &jwks]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("valid"), "{out}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_keys_and_clients_on_sighup() {
+    let dir = temp_dir("reload");
+    let server = serve(&dir);
+    let url = server.url.clone();
+    let secret = server.secret.clone().unwrap();
+    let http = reqwest::Client::new();
+    let published = || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let text = http
+                .get(format!("{url}/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = published().await;
+    let old_token = client_credentials(&url, "dev", &secret).await;
+    let old_kid = kid_of(&old_token);
+
+    // Rotate on disk and add a client, while the server runs.
+    let (code, out, err) = run(&dir, &["keys", "rotate"]);
+    assert_eq!(code, 0, "{err}");
+    let state = |want: &str| {
+        out.lines()
+            .find(|l| l.split('\t').nth(2).is_some_and(|s| s.starts_with(want)))
+            .and_then(|l| l.split('\t').next())
+            .unwrap()
+            .to_owned()
+    };
+    let (new_next, new_active) = (state("next"), state("active"));
+    assert!(!before.contains(&new_next));
+    assert!(before.contains(&new_active), "published before it signs");
+    let (code, added, err) = run(
+        &dir,
+        &["clients", "add", "second", "--audience", "tollgate-demo"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let second_secret = added
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reload is asynchronous: poll the JWKS, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let kids = published().await;
+        if kids.contains(&new_next) {
+            break kids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the JWKS never showed {new_next}: {kids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The retiring key stays published; the new active key signs.
+    assert!(
+        after.contains(&old_kid) && after.contains(&new_active),
+        "{after:?}"
+    );
+    let new_token = client_credentials(&url, "dev", &secret).await;
+    assert_eq!(kid_of(&new_token), new_active);
+    // The new client is known, and the server did not restart to get there.
+    client_credentials(&url, "second", &second_secret).await;
+    let mut server = server;
+    assert!(server.child.try_wait().unwrap().is_none());
+    // Tokens of both keys pass the demo API.
+    for t in [&old_token, &new_token] {
+        let r = http
+            .get(format!("{url}/demo/hello"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
