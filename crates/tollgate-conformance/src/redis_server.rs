@@ -1,11 +1,22 @@
 //! A real `redis-server` for tests: started on a free loopback port in a
 //! fresh temporary directory, stopped (and the directory removed) on drop.
+//! Every wait is bounded: a server that does not come up fails the test.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Ports tried before giving up (a free port may be taken between the probe
+/// and the server's own bind).
+const START_ATTEMPTS: usize = 5;
+
+/// How long a server may take to answer its first `PING`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one [`RedisServer::command`] may take in all.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A `redis-server` process owned by a test.
 pub struct RedisServer {
@@ -29,18 +40,28 @@ impl RedisServer {
     fn start_with(aof: bool) -> RedisServer {
         let dir = std::env::temp_dir().join(crate::unique("tollgate-redis"));
         std::fs::create_dir_all(&dir).expect("temporary directory");
-        let port = free_port();
         let mut server = RedisServer {
-            port,
+            port: free_port(),
             dir,
             aof,
             child: None,
         };
-        server.spawn();
-        server
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => {
+                    failures.push(e);
+                    server.port = free_port();
+                }
+            }
+        }
+        panic!("redis-server did not start: {failures:?}");
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process on `self.port` and waits (bounded) until it is
+    /// the one answering there.
+    fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -65,18 +86,47 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (Debian package `redis-server`)");
         self.child = Some(child);
-        self.wait_until_up();
+        let up = self.wait_until_up();
+        if up.is_err() {
+            self.kill();
+        }
+        up
     }
 
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
+    /// Waits until our own process answers `PING` (not another server that
+    /// took the port), or fails when it exited or the deadline passed.
+    fn wait_until_up(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().ok_or("no process")?;
+            let pid = child.id();
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "port {}: redis-server exited ({status})",
+                    self.port
+                ));
+            }
             if self.command("PING").is_some_and(|r| r.starts_with("+PONG")) {
-                return;
+                let info = self.command("INFO server").unwrap_or_default();
+                let theirs = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                if theirs == Some(pid) {
+                    return Ok(());
+                }
+                if theirs.is_some() {
+                    return Err(format!("port {}: another server answers", self.port));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "port {}: no answer in {START_TIMEOUT:?}",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not come up on port {}", self.port);
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -93,22 +143,26 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port and directory (with AOF,
-    /// what was acknowledged is back).
+    /// what was acknowledged is back). Clients know the port: it cannot
+    /// change, so a failure here fails the test.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("redis-server did not restart: {e}");
+        }
     }
 
     /// Sends one inline command and returns the raw reply (`None` when the
     /// server cannot be reached).
     pub fn command(&self, line: &str) -> Option<String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
-        loop {
+        while Instant::now() < deadline {
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -236,5 +290,32 @@ impl Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken by another server is noticed (and `start` then moves
+    /// on to a new port), never mistaken for our own server.
+    #[test]
+    fn a_taken_port_is_noticed() {
+        let first = RedisServer::start();
+        let dir = std::env::temp_dir().join(crate::unique("tollgate-redis"));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut second = RedisServer {
+            port: first.port,
+            dir,
+            aof: false,
+            child: None,
+        };
+        assert!(second.spawn().is_err());
+        assert!(second.child.is_none(), "the failed process is gone");
+        assert!(
+            first
+                .command("PING")
+                .is_some_and(|r| r.starts_with("+PONG"))
+        );
     }
 }

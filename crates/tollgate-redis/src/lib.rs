@@ -25,18 +25,38 @@
 //! Redis Cluster hash tag, so one token's keys share a slot. Watermarks are
 //! `{prefix}:ws:iss␟sub` and `{prefix}:wc:iss␟client`. The combined check
 //! reads a token's keys and its subject's and client's watermarks in one
-//! script, so it needs all of them on one node: a standalone Redis (with
-//! replicas or Sentinel), not a Cluster.
+//! script, so it needs all of them on one node: a standalone Redis 7 or later
+//! (with replicas or Sentinel), not a Cluster.
+//!
+//! Tokens without a `jti` have no revocation marker of their own (only the
+//! watermarks apply to them) and no counter: a metered token needs a `jti`.
+//!
+//! **Expiry.** A counter, revocation marker or watermark expires `grace`
+//! seconds after its token's `exp` (the latest `exp` for a watermark), and
+//! never earlier than `grace` seconds after it is written, by Redis's own
+//! clock: an `exp` already past (a token inside the validation leeway, or an
+//! API clock behind Redis's) never deletes a live key at once. A later write
+//! with a shorter life never shortens a key's life. `grace` is at least
+//! 60 s, the authenticator's default leeway
+//! ([`DEFAULT_LEEWAY`](tollgate_core::DEFAULT_LEEWAY)), and must stay above
+//! the leeway actually configured: a counter gone while its token is still
+//! accepted would hand its credits back.
 //!
 //! **Failure.** When Redis cannot answer (down, timeout) every operation
 //! returns [`StoreError`]; the policies then fail closed (503 with
 //! `Retry-After`). The connection manager reconnects by itself: service
-//! resumes when Redis is back, without a restart. Allowances and costs are
-//! exact up to 2^53 (Lua numbers).
+//! resumes when Redis is back, without a restart.
+//!
+//! **Large numbers.** Allowances, costs and refunds above 2^53 are taken as
+//! 2^53 (about 9 * 10^15): the scripts compare them as Lua numbers
+//! (doubles), exact up to there, and hand Redis's `INCRBY`/`DECRBY` the
+//! integers as sent, never a Lua number.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -46,11 +66,38 @@ use tollgate_core::policy::{
     TokenRef, Verdict,
 };
 
+/// Allowances, costs and refunds above this are taken as this: Lua's
+/// numbers are exact up to it.
+const EXACT: u64 = 1 << 53;
+
+/// The least `grace` (seconds): the authenticator's default leeway.
+const MIN_GRACE: i64 = tollgate_core::DEFAULT_LEEWAY.as_secs() as i64;
+
+/// The most `grace` (seconds, about 30 years).
+const MAX_GRACE: i64 = 1 << 30;
+
+/// The latest expiry handed to Redis (Unix seconds, about year 36,800):
+/// exact in Lua, and far from `EXPIREAT`'s overflow.
+const MAX_EXPIRY: i64 = 1 << 40;
+
+/// Lua: `at(expiry, grace)` is the later of `expiry` and Redis's now +
+/// `grace`; `keep(key, at)` makes the key live at least until `at` (never
+/// shortening its life).
+const EXPIRY_LUA: &str = r"
+local function at(expiry, grace)
+  local now = tonumber(redis.call('TIME')[1])
+  return math.max(tonumber(expiry), now + tonumber(grace))
+end
+local function keep(key, until_)
+  if redis.call('EXPIRETIME', key) < until_ then redis.call('EXPIREAT', key, until_) end
+end
+";
+
 /// Revocation + watermarks + consumption, in one call.
 ///
 /// KEYS: revoked marker, subject watermark, client watermark, counter.
 /// ARGV: iat (or ""), consume? ("1"/"0"), allowance, cost, counter expiry
-/// (Unix seconds). Returns `{-1}` revoked, `{0}` admitted without a
+/// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
 /// consumption, `{1, left}` charged, `{2, left}` exhausted.
 const CHECK: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
@@ -66,13 +113,13 @@ local spent = redis.call('GET', KEYS[4])
 local left = allowance - tonumber(spent or '0')
 if left < 0 then left = 0 end
 if cost > left then return {2, left} end
-redis.call('INCRBY', KEYS[4], cost)
-if not spent then redis.call('EXPIREAT', KEYS[4], ARGV[5]) end
+redis.call('INCRBY', KEYS[4], ARGV[4])
+if not spent then redis.call('EXPIREAT', KEYS[4], at(ARGV[5], ARGV[6])) end
 return {1, left - cost}
 ";
 
 /// Consumption without the revocation checks. KEYS: counter. ARGV:
-/// allowance, cost, counter expiry.
+/// allowance, cost, counter expiry, grace.
 const CONSUME: &str = r"
 local allowance = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
@@ -80,8 +127,8 @@ local spent = redis.call('GET', KEYS[1])
 local left = allowance - tonumber(spent or '0')
 if left < 0 then left = 0 end
 if cost > left then return {2, left} end
-redis.call('INCRBY', KEYS[1], cost)
-if not spent then redis.call('EXPIREAT', KEYS[1], ARGV[3]) end
+redis.call('INCRBY', KEYS[1], ARGV[2])
+if not spent then redis.call('EXPIREAT', KEYS[1], at(ARGV[3], ARGV[4])) end
 return {1, left - cost}
 ";
 
@@ -90,25 +137,42 @@ return {1, left - cost}
 const REFUND: &str = r"
 local spent = redis.call('GET', KEYS[1])
 if not spent then return tonumber(ARGV[1]) end
-spent = tonumber(spent)
-local back = math.min(spent, tonumber(ARGV[2]))
-redis.call('DECRBY', KEYS[1], back)
-local left = tonumber(ARGV[1]) - (spent - back)
+local amount = tonumber(ARGV[2])
+local rest = 0
+if amount < tonumber(spent) then
+  redis.call('DECRBY', KEYS[1], ARGV[2])
+  rest = tonumber(spent) - amount
+else
+  redis.call('DECRBY', KEYS[1], spent)
+end
+local left = tonumber(ARGV[1]) - rest
 if left < 0 then left = 0 end
 return left
 ";
 
-/// Raises a watermark (never lowers it). KEYS: watermark. ARGV: before,
-/// expiry (Unix seconds).
+/// Revokes one token, never shortening an earlier revocation's life.
+/// KEYS: marker. ARGV: expiry (Unix seconds), grace.
+const REVOKE: &str = r"
+redis.call('SET', KEYS[1], '1', 'KEEPTTL')
+keep(KEYS[1], at(ARGV[1], ARGV[2]))
+return 1
+";
+
+/// Raises a watermark (never lowers it, nor shortens its life). KEYS:
+/// watermark. ARGV: before, expiry (Unix seconds), grace.
 const WATERMARK: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 end
-local ttl = redis.call('EXPIRETIME', KEYS[1])
-if ttl < tonumber(ARGV[2]) then redis.call('EXPIREAT', KEYS[1], ARGV[2]) end
+keep(KEYS[1], at(ARGV[2], ARGV[3]))
 return 1
 ";
+
+/// A script with the expiry helpers in front.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{EXPIRY_LUA}{body}"))
+}
 
 /// Builds a [`RedisStore`].
 #[derive(Debug, Clone)]
@@ -128,10 +192,15 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Seconds keys outlive their token's `exp` (default 300; keep it above
-    /// the validation leeway).
+    /// Seconds keys outlive their token's `exp` (default 300). At least 60,
+    /// the default leeway ([`DEFAULT_LEEWAY`](tollgate_core::DEFAULT_LEEWAY);
+    /// less is taken as 60), and it must stay above the authenticator's
+    /// leeway: a token is accepted until `exp` + leeway, and its counter must
+    /// outlive that, or its credits come back. Keys also live at least
+    /// `grace` seconds after they are written, by Redis's clock, whatever
+    /// the `exp`.
     pub fn grace(mut self, seconds: i64) -> Self {
-        self.grace = seconds.max(0);
+        self.grace = seconds.clamp(MIN_GRACE, MAX_GRACE);
         self
     }
 
@@ -150,7 +219,8 @@ impl RedisStoreBuilder {
     /// Remembers "not revoked" answers for unmetered tokens in this process
     /// for up to `ttl`, sparing the round trip. A revocation made through
     /// another instance is then seen up to `ttl` late (this instance's own
-    /// revocations are seen at once). Off by default. Metered tokens always
+    /// revocations are seen at once: an answer still in flight when this
+    /// instance revokes is not kept). Off by default. Metered tokens always
     /// ask Redis: their consumption does the revocation check with it.
     pub fn not_revoked_cache(mut self, ttl: Duration) -> Self {
         self.not_revoked_ttl = Some(ttl);
@@ -169,7 +239,7 @@ impl RedisStoreBuilder {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(store_error)?;
-        let check = Script::new(CHECK);
+        let check = script(CHECK);
         // Loaded once here; later calls go by SHA (and reload after a restart).
         check
             .prepare_invoke()
@@ -181,9 +251,11 @@ impl RedisStoreBuilder {
             prefix: self.prefix,
             grace: self.grace,
             check,
-            consume: Script::new(CONSUME),
+            consume: script(CONSUME),
             refund: Script::new(REFUND),
-            watermark: Script::new(WATERMARK),
+            revoke: script(REVOKE),
+            watermark: script(WATERMARK),
+            generation: Arc::new(AtomicU64::new(0)),
             not_revoked: self.not_revoked_ttl.map(|ttl| {
                 moka::sync::Cache::builder()
                     .max_capacity(100_000)
@@ -204,7 +276,12 @@ pub struct RedisStore {
     check: Script,
     consume: Script,
     refund: Script,
+    revoke: Script,
     watermark: Script,
+    /// Bumped by every revocation through this store (and its clones): a
+    /// "not revoked" answer is cached only if no revocation began while it
+    /// was in flight.
+    generation: Arc<AtomicU64>,
     not_revoked: Option<moka::sync::Cache<String, ()>>,
 }
 
@@ -239,6 +316,10 @@ impl KindStr for redis::RedisError {
             format!("{:?}", self.kind())
         }
     }
+}
+
+fn missing_jti() -> StoreError {
+    StoreError("a metered token needs a `jti`".into())
 }
 
 fn consumed(reply: &[i64]) -> Result<Consumed, StoreError> {
@@ -280,17 +361,53 @@ impl RedisStore {
     }
 
     fn expiry(&self, exp: i64) -> i64 {
-        exp.saturating_add(self.grace)
+        exp.saturating_add(self.grace).clamp(1, MAX_EXPIRY)
     }
 
+    /// The key no one writes: what a missing name reads.
+    fn none_key(&self) -> String {
+        format!("{}:none", self.prefix)
+    }
+
+    /// Keeps a "not revoked" answer, unless a revocation through this store
+    /// began after `seen` was read (before the answer was asked for): then
+    /// the answer may predate it. SeqCst with [`Self::forget_not_revoked`]:
+    /// an entry inserted before the bump is cleared by its `invalidate_all`,
+    /// one inserted after is removed here.
+    fn remember_not_revoked(&self, token: &TokenRef<'_>, seen: u64) {
+        let Some(cache) = &self.not_revoked else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        let key = Self::cache_key(token);
+        cache.insert(key.clone(), ());
+        if self.generation.load(Ordering::SeqCst) != seen {
+            cache.invalidate(&key);
+        }
+    }
+
+    /// After a revocation: no cached "not revoked" answer survives it.
+    fn forget_not_revoked(&self) {
+        if let Some(cache) = &self.not_revoked {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            cache.invalidate_all();
+        }
+    }
+
+    /// One entry per distinct token: `Debug` quotes and escapes each part,
+    /// and tells a missing `jti` from an empty one.
     fn cache_key(token: &TokenRef<'_>) -> String {
         format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}",
-            token.issuer,
-            token.token_id.unwrap_or(""),
-            token.subject.unwrap_or(""),
-            token.client_id.unwrap_or(""),
-            token.issued_at
+            "{:?}",
+            (
+                token.issuer,
+                token.token_id,
+                token.subject,
+                token.client_id,
+                token.issued_at
+            )
         )
     }
 
@@ -299,8 +416,15 @@ impl RedisStore {
         token: TokenRef<'_>,
         consume: Option<Consumption>,
     ) -> Result<Verdict, StoreError> {
-        let jti = token.token_id.unwrap_or("");
-        let none = format!("{}:none", self.prefix);
+        let none = self.none_key();
+        let (revoked, counter) = match (token.token_id, consume) {
+            (Some(jti), _) => (
+                self.token_key("r", token.issuer, jti),
+                self.token_key("c", token.issuer, jti),
+            ),
+            (None, Some(_)) => return Err(missing_jti()),
+            (None, None) => (none.clone(), none.clone()),
+        };
         let sub = token.subject.map_or_else(
             || none.clone(),
             |s| self.watermark_key("ws", token.issuer, s),
@@ -310,26 +434,26 @@ impl RedisStore {
             |c| self.watermark_key("wc", token.issuer, c),
         );
         let (allowance, cost) = consume.map_or((0, 0), |c| (c.allowance, c.cost));
+        let seen = self.generation.load(Ordering::SeqCst);
         let reply: Vec<i64> = self
             .check
-            .key(self.token_key("r", token.issuer, jti))
+            .key(revoked)
             .key(sub)
             .key(client)
-            .key(self.token_key("c", token.issuer, jti))
+            .key(counter)
             .arg(token.issued_at.map(|i| i.to_string()).unwrap_or_default())
             .arg(if consume.is_some() { "1" } else { "0" })
-            .arg(allowance)
-            .arg(cost)
+            .arg(allowance.min(EXACT))
+            .arg(cost.min(EXACT))
             .arg(self.expiry(token.expires_at))
+            .arg(self.grace)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
         match reply.first() {
             Some(-1) => Ok(Verdict::Revoked),
             Some(0) => {
-                if let Some(cache) = &self.not_revoked {
-                    cache.insert(Self::cache_key(&token), ());
-                }
+                self.remember_not_revoked(&token, seen);
                 Ok(Verdict::Admitted(None))
             }
             _ => Ok(Verdict::Admitted(Some(consumed(&reply)?))),
@@ -338,6 +462,9 @@ impl RedisStore {
 }
 
 impl RevocationStore for RedisStore {
+    /// Revokes the token `(issuer, token_id)`; the id "" is the token
+    /// whose `jti` is "" (as in the memory store), never the tokens
+    /// without one.
     fn revoke<'a>(
         &'a self,
         issuer: &'a str,
@@ -345,21 +472,16 @@ impl RevocationStore for RedisStore {
         expires_at: i64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let key = self.token_key("r", issuer, token_id);
-            let at = self.expiry(expires_at);
-            let mut conn = self.conn.clone();
-            let _: () = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("EXAT")
-                .arg(at.max(1))
-                .query_async(&mut conn)
-                .await
-                .map_err(store_error)?;
-            if let Some(cache) = &self.not_revoked {
-                cache.invalidate_all();
-            }
-            Ok(())
+            let done: Result<i64, _> = self
+                .revoke
+                .key(self.token_key("r", issuer, token_id))
+                .arg(self.expiry(expires_at))
+                .arg(self.grace)
+                .invoke_async(&mut self.conn.clone())
+                .await;
+            // Even on an error: the revocation may have been applied.
+            self.forget_not_revoked();
+            done.map(drop).map_err(store_error)
         })
     }
 
@@ -375,18 +497,16 @@ impl RevocationStore for RedisStore {
                 Principal::Subject(s) => self.watermark_key("ws", issuer, s),
                 Principal::Client(c) => self.watermark_key("wc", issuer, c),
             };
-            let _: i64 = self
+            let done: Result<i64, _> = self
                 .watermark
                 .key(key)
                 .arg(before)
-                .arg(self.expiry(keep_until).max(1))
+                .arg(self.expiry(keep_until))
+                .arg(self.grace)
                 .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(store_error)?;
-            if let Some(cache) = &self.not_revoked {
-                cache.invalidate_all();
-            }
-            Ok(())
+                .await;
+            self.forget_not_revoked();
+            done.map(drop).map_err(store_error)
         })
     }
 
@@ -408,15 +528,14 @@ impl RevocationStore for RedisStore {
 impl CreditStore for RedisStore {
     fn consume<'a>(&'a self, token: TokenRef<'a>, c: Consumption) -> StoreFuture<'a, Consumed> {
         Box::pin(async move {
-            let jti = token
-                .token_id
-                .ok_or_else(|| StoreError("a metered token needs a `jti`".into()))?;
+            let jti = token.token_id.ok_or_else(missing_jti)?;
             let reply: Vec<i64> = self
                 .consume
                 .key(self.token_key("c", token.issuer, jti))
-                .arg(c.allowance)
-                .arg(c.cost)
+                .arg(c.allowance.min(EXACT))
+                .arg(c.cost.min(EXACT))
                 .arg(self.expiry(token.expires_at))
+                .arg(self.grace)
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(store_error)?;
@@ -431,14 +550,12 @@ impl CreditStore for RedisStore {
         amount: u64,
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let jti = token
-                .token_id
-                .ok_or_else(|| StoreError("a metered token needs a `jti`".into()))?;
+            let jti = token.token_id.ok_or_else(missing_jti)?;
             let left: i64 = self
                 .refund
                 .key(self.token_key("c", token.issuer, jti))
-                .arg(allowance)
-                .arg(amount)
+                .arg(allowance.min(EXACT))
+                .arg(amount.min(EXACT))
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(store_error)?;

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tollgate_conformance::redis_server::RedisServer;
 use tollgate_conformance::{now, unique};
 use tollgate_core::policy::{
-    Consumed, Consumption, CreditStore, RevocationStore, Store, TokenRef, Verdict,
+    Consumed, Consumption, CreditStore, MemoryStore, Principal, RevocationStore, Store, TokenRef,
+    Verdict,
 };
 use tollgate_redis::RedisStore;
 
@@ -217,12 +218,19 @@ async fn survives_a_killed_redis() {
             }
         }));
     }
+    let deadline = Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::Relaxed) < 2_000 {
+        assert!(Instant::now() < deadline, "load never reached 2,000 calls");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill();
     let failed_at_kill = failed.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while failed.load(Ordering::Relaxed) < failed_at_kill + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "calls kept succeeding after the kill"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -236,15 +244,14 @@ async fn survives_a_killed_redis() {
 
     server.restart();
     // The same store reconnects by itself (bounded wait).
-    let mut back = None;
-    for _ in 0..200 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spent = loop {
         if let Ok(v) = store.spent(ISS, &jti).await {
-            back = Some(v);
-            break;
+            break v.unwrap();
         }
+        assert!(Instant::now() < deadline, "store did not reconnect");
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let spent = back.expect("store reconnected").unwrap();
+    };
     // Every acknowledged consumption survived (AOF, fsync always); at most
     // the 16 in flight at the kill were applied without an answer.
     assert!(
@@ -264,4 +271,241 @@ async fn survives_a_killed_redis() {
             .await,
         Ok(Consumed::Charged { .. })
     ));
+}
+
+/// `EXPIRETIME` of a key, read straight from Redis (-2: no such key).
+fn expire_time(server: &RedisServer, key: &str) -> i64 {
+    let reply = server.command(&format!("EXPIRETIME \"{key}\"")).unwrap();
+    reply.trim().trim_start_matches(':').parse::<i64>().unwrap()
+}
+
+fn key(kind: &str, id: &str) -> String {
+    format!("tollgate:{kind}:{{{ISS}\u{1f}{id}}}")
+}
+
+fn one_credit() -> Consumption {
+    Consumption {
+        allowance: 1,
+        cost: 1,
+    }
+}
+
+/// `grace(0)` would let a token still inside the validation leeway (60 s)
+/// expire its own counter at once, and with it every credit it spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_zero_still_outlives_the_leeway() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(server.url())
+        .grace(0)
+        .connect()
+        .await
+        .unwrap();
+    let jti = unique("leeway");
+    // Expired 30 s ago: still accepted with the default 60 s leeway.
+    let t = TokenRef {
+        expires_at: now() - 30,
+        ..token(&jti)
+    };
+    assert!(matches!(
+        store.consume(t, one_credit()).await.unwrap(),
+        Consumed::Charged { remaining: 0 }
+    ));
+    assert_eq!(
+        store.check(t, Some(one_credit())).await.unwrap(),
+        Verdict::Admitted(Some(Consumed::Exhausted { remaining: 0 }))
+    );
+    assert_eq!(store.spent(ISS, &jti).await.unwrap(), Some(1));
+    assert!(expire_time(&server, &key("c", &jti)) >= t.expires_at + 60);
+
+    let revoked = unique("leeway-revoked");
+    let r = TokenRef {
+        expires_at: now() - 30,
+        ..token(&revoked)
+    };
+    store.revoke(ISS, &revoked, r.expires_at).await.unwrap();
+    assert!(store.is_revoked(r).await.unwrap());
+    assert!(expire_time(&server, &key("r", &revoked)) >= r.expires_at + 60);
+}
+
+/// An expiry already in the past (an API clock behind Redis's) never
+/// deletes a fresh counter, marker or watermark: they live at least
+/// `grace` seconds from now, by Redis's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_in_the_past_never_deletes_a_live_key() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let before = now();
+    let jti = unique("past");
+    let t = TokenRef {
+        expires_at: before - 1000,
+        ..token(&jti)
+    };
+    assert!(matches!(
+        store.check(t, Some(one_credit())).await.unwrap(),
+        Verdict::Admitted(Some(Consumed::Charged { remaining: 0 }))
+    ));
+    assert_eq!(
+        store.consume(t, one_credit()).await.unwrap(),
+        Consumed::Exhausted { remaining: 0 }
+    );
+    assert!(expire_time(&server, &key("c", &jti)) >= before + 300);
+
+    let revoked = unique("past-revoked");
+    store.revoke(ISS, &revoked, before - 1000).await.unwrap();
+    assert!(store.is_revoked(token(&revoked)).await.unwrap());
+    assert!(expire_time(&server, &key("r", &revoked)) >= before + 300);
+
+    store
+        .revoke_issued_before(ISS, Principal::Subject("past-user"), before, before - 1000)
+        .await
+        .unwrap();
+    let w = format!("tollgate:ws:{ISS}\u{1f}past-user");
+    assert!(expire_time(&server, &w) >= before + 300);
+    let of_user = TokenRef {
+        subject: Some("past-user"),
+        ..token(&jti)
+    };
+    assert!(store.is_revoked(of_user).await.unwrap());
+}
+
+/// A second revocation (or watermark raise) with a shorter life never
+/// shortens the first one's, as in the memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_keep_their_longest_expiry() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let t0 = now();
+    let jti = unique("longest");
+    store.revoke(ISS, &jti, t0 + 10_000).await.unwrap();
+    store.revoke(ISS, &jti, t0 + 600).await.unwrap();
+    assert_eq!(expire_time(&server, &key("r", &jti)), t0 + 10_000 + 300);
+
+    let subject = unique("longest-user");
+    let w = format!("tollgate:ws:{ISS}\u{1f}{subject}");
+    for (before, keep_until) in [(t0 - 10, t0 + 10_000), (t0, t0 + 600), (t0 - 20, t0 + 900)] {
+        store
+            .revoke_issued_before(ISS, Principal::Subject(&subject), before, keep_until)
+            .await
+            .unwrap();
+        assert_eq!(expire_time(&server, &w), t0 + 10_000 + 300);
+    }
+    // The watermark itself only ever rose.
+    let mark = server.command(&format!("GET \"{w}\"")).unwrap();
+    assert!(mark.ends_with(&format!("{t0}\r\n")), "{mark}");
+}
+
+/// Tokens without a `jti` share no revocation marker: revoking the id ""
+/// revokes the token whose `jti` is "" (as the memory store does), never
+/// every token without one. A metered check needs a `jti`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_without_jti_share_no_revocation_marker() {
+    let server = RedisServer::start();
+    let redis = RedisStore::connect(&server.url()).await.unwrap();
+    let memory = MemoryStore::new();
+    let stores: [&dyn Store; 2] = [&redis, &memory];
+    for store in stores {
+        let without = TokenRef {
+            token_id: None,
+            ..token("")
+        };
+        let empty = token("");
+        store.revoke(ISS, "", now() + 600).await.unwrap();
+        assert!(!store.is_revoked(without).await.unwrap());
+        assert_eq!(
+            store.check(without, None).await.unwrap(),
+            Verdict::Admitted(None)
+        );
+        assert!(store.is_revoked(empty).await.unwrap());
+        assert!(store.check(without, Some(one_credit())).await.is_err());
+        assert!(store.consume(without, one_credit()).await.is_err());
+    }
+    let keys = server.command("DBSIZE").unwrap();
+    assert_eq!(keys.trim(), ":1", "only the marker of jti \"\" was written");
+}
+
+/// Allowances and costs are capped at 2^53, where Lua's numbers are exact,
+/// and reach Redis's INCRBY/DECRBY as the integers they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_allowances_stay_exact() {
+    const EXACT: u64 = 1 << 53;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let jti = unique("large");
+    let t = token(&jti);
+    let huge = |cost| Consumption {
+        allowance: u64::MAX,
+        cost,
+    };
+    assert_eq!(
+        store.check(t, Some(huge(1))).await.unwrap(),
+        Verdict::Admitted(Some(Consumed::Charged {
+            remaining: EXACT - 1
+        }))
+    );
+    assert_eq!(
+        store.consume(t, huge(EXACT - 2)).await.unwrap(),
+        Consumed::Charged { remaining: 1 }
+    );
+    assert_eq!(store.spent(ISS, &jti).await.unwrap(), Some(EXACT - 1));
+    assert_eq!(
+        store.consume(t, huge(2)).await.unwrap(),
+        Consumed::Exhausted { remaining: 1 }
+    );
+    assert_eq!(
+        store.refund(t, u64::MAX, EXACT - 3).await.unwrap(),
+        EXACT - 2
+    );
+    assert_eq!(store.spent(ISS, &jti).await.unwrap(), Some(2));
+    // Beyond 2^53 a cost counts as 2^53: more than any allowance left.
+    assert_eq!(
+        store
+            .consume(t, huge(100_000_000_000_000_000))
+            .await
+            .unwrap(),
+        Consumed::Exhausted {
+            remaining: EXACT - 2
+        }
+    );
+    assert_eq!(store.refund(t, u64::MAX, u64::MAX).await.unwrap(), EXACT);
+    assert_eq!(store.spent(ISS, &jti).await.unwrap(), Some(0));
+}
+
+/// A "not revoked" answer in flight while this instance revokes the token
+/// never lands in the cache after the revocation cleared it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_revoked_cache_never_outlives_an_own_revocation() {
+    let server = RedisServer::start();
+    let store = Arc::new(
+        RedisStore::builder(server.url())
+            .not_revoked_cache(Duration::from_secs(3600))
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let mut stale = 0;
+    for round in 0..200 {
+        let jti: Arc<str> = unique(&format!("race-{round}")).into();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut checkers = Vec::new();
+        for _ in 0..4 {
+            let (store, jti, stop) = (store.clone(), jti.clone(), stop.clone());
+            checkers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if store.check(token(&jti), None).await.unwrap() == Verdict::Revoked {
+                        break;
+                    }
+                }
+            }));
+        }
+        tokio::task::yield_now().await;
+        store.revoke(ISS, &jti, now() + 600).await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in checkers {
+            c.await.unwrap();
+        }
+        if store.try_check(token(&jti), None) == Some(Ok(Verdict::Admitted(None))) {
+            stale += 1;
+        }
+    }
+    assert_eq!(stale, 0, "revoked tokens still cached as not revoked");
 }
