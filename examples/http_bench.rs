@@ -13,8 +13,14 @@
 //! axum is built with its default features, as applications use it (they
 //! record the matched path and original URI in each request's extensions).
 //! Each server runs on one tokio worker (a current-thread runtime on its own
-//! thread); `wrk` runs pinned to the other core when `taskset` is present.
-//! Every configuration gets the same request, `Authorization` header included.
+//! thread); the script pins this process, servers included, to core 0 and
+//! `wrk` runs pinned to core 1 when `taskset` is present, so the load never
+//! shares the server's core.
+//! Every configuration gets the same request, `Authorization` header
+//! included, and the bare server of its framework is measured with that
+//! same request right before and right after it: on a shared virtual
+//! machine the capacity drifts from second to second, and the ratio to the
+//! neighbouring bare runs cancels most of that drift.
 
 #![allow(clippy::unwrap_used)]
 
@@ -121,7 +127,7 @@ fn main() {
     let seconds: u32 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(2);
     let rng = SystemRandom::new();
     let secret = b"0123456789abcdef0123456789abcdef".to_vec();
     let hkey = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
@@ -151,21 +157,19 @@ fn main() {
         b.build().unwrap()
     };
 
-    // HTTP_BENCH_ONLY=<substring> runs the bare servers plus the matching configurations.
+    // HTTP_BENCH_ONLY=<substring> runs only the matching configurations.
     let only = std::env::var("HTTP_BENCH_ONLY").unwrap_or_default();
     let rounds: usize = std::env::var("HTTP_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS);
+    println!("{rounds} rounds of wrk -t1 -c32 -d{seconds}s per run, each server on one worker;");
+    println!("each run of a configuration sits between two runs of the bare server of the same");
     println!(
-        "{rounds} rounds of wrk -t1 -c32 -d{seconds}s per configuration, each server on one worker;"
+        "framework with the same request; ratio = run / mean of its neighbours; medians shown"
     );
-    println!("each round measures the bare server of the same framework; medians shown");
     let mut configs: Vec<Config> = Vec::new();
     for fw in [Framework::Axum, Framework::AxumOuter, Framework::Actix] {
-        if fw != Framework::AxumOuter {
-            configs.push((fw, None, &hs));
-        }
         for (alg, cache, token) in [
             (Algorithm::HS256, true, &hs),
             (Algorithm::HS256, false, &hs),
@@ -173,52 +177,61 @@ fn main() {
             (Algorithm::RS256, false, &rs),
         ] {
             if label(fw, Some((alg, cache))).contains(only.as_str()) {
-                configs.push((fw, Some((alg, cache)), token));
+                configs.push((fw, (alg, cache), token));
             }
         }
     }
+    let bare_axum = start(handler());
+    let bare_actix = start_actix(None);
+    let bare_of = |fw: Framework| match fw {
+        Framework::Axum | Framework::AxumOuter => bare_axum,
+        Framework::Actix => bare_actix,
+    };
     let addrs: Vec<SocketAddr> = configs
         .iter()
-        .map(|(fw, cfg, _)| match (fw, cfg) {
-            (Framework::Axum, None) => start(handler()),
-            (Framework::Axum, Some((alg, cache))) => {
-                start(handler().layer(AuthLayer::new(authenticator(*alg, *cache))))
-            }
-            (Framework::AxumOuter, Some((alg, cache))) => {
-                start_outer(handler(), authenticator(*alg, *cache))
-            }
-            (Framework::AxumOuter, None) => unreachable!("no bare configuration of its own"),
-            (Framework::Actix, cfg) => {
-                start_actix(cfg.map(|(alg, cache)| authenticator(alg, cache)))
-            }
+        .map(|(fw, (alg, cache), _)| match fw {
+            Framework::Axum => start(handler().layer(AuthLayer::new(authenticator(*alg, *cache)))),
+            Framework::AxumOuter => start_outer(handler(), authenticator(*alg, *cache)),
+            Framework::Actix => start_actix(Some(authenticator(*alg, *cache))),
         })
         .collect();
-    for ((_, _, token), addr) in configs.iter().zip(&addrs) {
-        wrk(*addr, token, 1); // warm-up
+    for ((fw, _, token), addr) in configs.iter().zip(&addrs) {
+        wrk(bare_of(*fw), token, 1); // warm-up
+        wrk(*addr, token, 1);
     }
     let mut rps = vec![Vec::new(); configs.len()];
+    let mut bare_rps: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut ratio = vec![Vec::new(); configs.len()];
     for _ in 0..rounds {
-        let mut bare = 0.0;
-        for (i, ((_, cfg, token), addr)) in configs.iter().zip(&addrs).enumerate() {
+        // The bare run after one configuration is the bare run before the
+        // next when both send the same request to the same framework.
+        let mut last_bare: Option<(SocketAddr, &String, f64)> = None;
+        for (i, ((fw, _, token), addr)) in configs.iter().zip(&addrs).enumerate() {
+            let bare = bare_of(*fw);
+            let before = match last_bare {
+                Some((a, t, r)) if a == bare && t == *token => r,
+                _ => wrk(bare, token, seconds),
+            };
             let r = wrk(*addr, token, seconds);
-            if cfg.is_none() {
-                bare = r;
-            }
+            let after = wrk(bare, token, seconds);
+            last_bare = Some((bare, token, after));
+            let base = (before + after) / 2.0;
             rps[i].push(r);
-            ratio[i].push(r / bare);
+            bare_rps[i].push(base);
+            ratio[i].push(r / base);
         }
     }
     println!(
-        "{:<46} {:>12} {:>8}   ratios per round",
-        "configuration", "requests/s", "x bare"
+        "{:<46} {:>10} {:>10} {:>7}   ratios per round",
+        "configuration", "req/s", "bare req/s", "x bare"
     );
     for (i, (fw, cfg, _)) in configs.iter().enumerate() {
         let rounds: Vec<String> = ratio[i].iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{:<46} {:>12.0} {:>8.2}   {}",
-            label(*fw, *cfg),
+            "{:<46} {:>10.0} {:>10.0} {:>7.2}   {}",
+            label(*fw, Some(*cfg)),
             median(&mut rps[i]),
+            median(&mut bare_rps[i]),
             median(&mut ratio[i]),
             rounds.join(" ")
         );
@@ -285,10 +298,10 @@ fn start_actix(auth: Option<Authenticator>) -> SocketAddr {
 }
 
 /// Rounds unless `HTTP_BENCH_ROUNDS` says otherwise.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
-/// Framework, layer settings (none: bare), token to send.
-type Config<'a> = (Framework, Option<(Algorithm, bool)>, &'a String);
+/// Framework, layer settings (algorithm, token cache), token to send.
+type Config<'a> = (Framework, (Algorithm, bool), &'a String);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
