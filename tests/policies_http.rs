@@ -108,6 +108,11 @@ fn start_actix(auth: Authenticator) -> SocketAddr {
             let server = HttpServer::new(move || {
                 App::new()
                     .service(web::resource("/report").wrap(Charge::cost(5)).to(me))
+                    .service(
+                        web::scope("/bulk")
+                            .wrap(Charge::cost(3))
+                            .route("/import", web::get().to(me)),
+                    )
                     // A middleware inside that fails with an error, not a
                     // response (only actix has such errors).
                     .service(
@@ -276,6 +281,17 @@ async fn per_route_costs() {
             assert_eq!((a.status, a.remaining), (200, Some(left)), "{fw:?}");
         }
     }
+    // actix: a cost on a whole scope (`Scope::wrap`).
+    let s = start(Framework::Actix, Credits::new(), &[]).await;
+    let id = jti();
+    let t = token(json!({"credits": 7, "jti": id}));
+    for left in [4, 1] {
+        let a = call(s.addr, "/bulk/import", &t, &[]).await;
+        assert_eq!((a.status, a.remaining), (200, Some(left)));
+    }
+    let a = call(s.addr, "/bulk/import", &t, &[]).await;
+    assert_eq!((a.status, a.remaining), (402, Some(1)));
+    assert_eq!(s.store.spent(ISS, &id).await.unwrap(), Some(6));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
