@@ -71,16 +71,22 @@ async fn status(client: &reqwest::Client, addr: SocketAddr, token: &str) -> (u16
     (status, body["code"].as_str().map(str::to_owned))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_one_allowance_exactly_spent() {
-    let redis = RedisServer::start();
+/// Three API instances on one Redis: their addresses and stores.
+async fn three_instances(url: &str) -> (Vec<SocketAddr>, Vec<Arc<RedisStore>>) {
     let mut addrs = Vec::new();
     let mut stores = Vec::new();
     for _ in 0..3 {
-        let (addr, store) = instance(&redis.url()).await;
+        let (addr, store) = instance(url).await;
         addrs.push(addr);
         stores.push(store);
     }
+    (addrs, stores)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_one_allowance_exactly_spent() {
+    let redis = RedisServer::start();
+    let (addrs, stores) = three_instances(&redis.url()).await;
     let jti = unique("shared");
     let t = Arc::new(token(json!({"credits": 1000, "jti": jti})));
     let client = reqwest::Client::new();
@@ -223,13 +229,7 @@ fn counter_in_redis(redis: &RedisServer, jti: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_mid_load_fails_closed_and_service_resumes() {
     let mut redis = RedisServer::start_with_aof();
-    let mut addrs = Vec::new();
-    let mut stores = Vec::new();
-    for _ in 0..3 {
-        let (addr, store) = instance(&redis.url()).await;
-        addrs.push(addr);
-        stores.push(store);
-    }
+    let (addrs, stores) = three_instances(&redis.url()).await;
     let client = reqwest::Client::new();
     let jti = unique("outage");
     let t = Arc::new(token(json!({"credits": 10_000_000, "jti": jti})));
