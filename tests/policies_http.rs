@@ -411,16 +411,28 @@ async fn ip_bound_tokens() {
         let s = start(fw, Credits::new(), &["127.0.0.1"]).await;
         let via = [("x-forwarded-for", "198.51.100.1, 203.0.113.7")];
         assert_eq!(call(s.addr, "/api", &elsewhere, &via).await.status, 200);
-        // The proxy writes X-Forwarded-For (the default): a `Forwarded`
-        // header it passed through from the client names nobody.
+        // Either header alone counts (the default reads both)...
         let fwd = [("forwarded", "for=203.0.113.7;proto=https")];
-        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 401);
+        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 200);
+        // ...but a header the client sent through the proxy, disagreeing
+        // with the one the proxy wrote, names nobody.
         let both = [
             ("forwarded", "for=127.0.0.1"),
             ("x-forwarded-for", "203.0.113.7"),
         ];
-        assert_eq!(call(s.addr, "/api", &here, &both).await.status, 401);
-        assert_eq!(call(s.addr, "/api", &elsewhere, &both).await.status, 200);
+        for t in [&here, &elsewhere] {
+            let a = call(s.addr, "/api", t, &both).await;
+            assert_eq!(
+                (a.status, a.code.as_deref()),
+                (401, Some("client_address_mismatch")),
+                "{fw:?}"
+            );
+        }
+        let agree = [
+            ("forwarded", "for=203.0.113.7"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ];
+        assert_eq!(call(s.addr, "/api", &elsewhere, &agree).await.status, 200);
         let hidden = [("x-forwarded-for", "203.0.113.7, unknown")];
         let a = call(s.addr, "/api", &elsewhere, &hidden).await;
         assert_eq!(
@@ -439,6 +451,17 @@ async fn ip_bound_tokens() {
             (400, Some("malformed_forwarded")),
             "{fw:?}"
         );
+
+        // A proxy that writes `X-Forwarded-For`, named: only that header
+        // counts, a passed-through `Forwarded` is not read.
+        let binding = IpBinding::new()
+            .trusted_proxies(["127.0.0.1"])
+            .unwrap()
+            .forwarded_header(ForwardedHeader::XForwardedFor);
+        let s = start_bound(fw, Credits::new(), binding).await;
+        assert_eq!(call(s.addr, "/api", &elsewhere, &fwd).await.status, 401);
+        assert_eq!(call(s.addr, "/api", &here, &both).await.status, 401);
+        assert_eq!(call(s.addr, "/api", &elsewhere, &both).await.status, 200);
 
         // A proxy that writes `Forwarded`: only that header counts.
         let binding = IpBinding::new()

@@ -112,17 +112,24 @@ pub(crate) fn parse_claim(raw: &str, name: &str) -> Result<Box<[IpNet]>, Error> 
     Ok(nets.into_boxed_slice())
 }
 
-/// The forwarding header the trusted proxies write. Only that header is
-/// read: a proxy appends to the header it knows and passes any other one
-/// through untouched, so reading a second header would let a client name
-/// its own address.
+/// The forwarding header the trusted proxies write.
+///
+/// A proxy appends to the header it knows and passes any other one through
+/// from the client untouched, so a header the proxy does not write says
+/// whatever the client wants. Name the proxy's header when you know it;
+/// the default reads both and, when both are present, requires them to
+/// name the same client, which no client can arrange against a proxy that
+/// always writes its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ForwardedHeader {
-    /// `X-Forwarded-For` (nginx, HAProxy, most cloud load balancers).
+    /// Both headers; when both are present they must agree on the client,
+    /// else [`Error::AddressMismatch`].
     #[default]
+    Both,
+    /// `X-Forwarded-For` only (nginx, HAProxy, most cloud load balancers).
     XForwardedFor,
-    /// `Forwarded`, RFC 7239 (its `for=` parameters).
+    /// `Forwarded` only, RFC 7239 (its `for=` parameters).
     Forwarded,
 }
 
@@ -153,31 +160,55 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return Ok(peer);
         }
-        // `None`: a hop whose address is not disclosed.
-        let mut hops: Vec<Option<IpAddr>> = Vec::new();
-        match self.header {
-            ForwardedHeader::Forwarded => {
-                for value in headers.get_all(http::header::FORWARDED) {
-                    let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
-                    for element in value.split(',') {
-                        hops.push(forwarded_for(element)?);
-                    }
+        let from_forwarded = || -> Result<Vec<Option<IpAddr>>, Error> {
+            let mut hops = Vec::new();
+            for value in headers.get_all(http::header::FORWARDED) {
+                let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
+                for element in value.split(',') {
+                    hops.push(forwarded_for(element)?);
                 }
             }
-            ForwardedHeader::XForwardedFor => {
-                for value in headers.get_all("x-forwarded-for") {
-                    let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
-                    for hop in value.split(',') {
-                        let hop = hop.trim();
-                        hops.push(if hop.eq_ignore_ascii_case("unknown") {
-                            None
+            Ok(hops)
+        };
+        let from_x_forwarded_for = || -> Result<Vec<Option<IpAddr>>, Error> {
+            let mut hops = Vec::new();
+            for value in headers.get_all("x-forwarded-for") {
+                let value = value.to_str().map_err(|_| Error::MalformedForwarded)?;
+                for hop in value.split(',') {
+                    let hop = hop.trim();
+                    hops.push(if hop.eq_ignore_ascii_case("unknown") {
+                        None
+                    } else {
+                        Some(parse_hop(hop)?)
+                    });
+                }
+            }
+            Ok(hops)
+        };
+        match self.header {
+            ForwardedHeader::Forwarded => self.client_of(peer, &from_forwarded()?),
+            ForwardedHeader::XForwardedFor => self.client_of(peer, &from_x_forwarded_for()?),
+            ForwardedHeader::Both => {
+                let (f, x) = (from_forwarded()?, from_x_forwarded_for()?);
+                match (f.is_empty(), x.is_empty()) {
+                    (true, _) => self.client_of(peer, &x),
+                    (_, true) => self.client_of(peer, &f),
+                    _ => {
+                        let client = self.client_of(peer, &f)?;
+                        if client == self.client_of(peer, &x)? {
+                            Ok(client)
                         } else {
-                            Some(parse_hop(hop)?)
-                        });
+                            Err(Error::AddressMismatch)
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// The client among `hops` (`None`: a hop whose address is not
+    /// disclosed) of a request from the trusted proxy `peer`.
+    fn client_of(&self, peer: IpAddr, hops: &[Option<IpAddr>]) -> Result<IpAddr, Error> {
         let Some(first) = hops.first().copied() else {
             // A trusted proxy that forwards nothing: it is the client.
             return Ok(peer);
@@ -311,6 +342,7 @@ mod tests {
             nets: vec!["10.0.0.0/8".parse().unwrap()],
             header: ForwardedHeader::XForwardedFor,
         };
+        assert_eq!(TrustedProxies::default().header, ForwardedHeader::Both);
         let mut h = HeaderMap::new();
         h.insert(
             "x-forwarded-for",
@@ -380,6 +412,30 @@ mod tests {
                 "{malformed}"
             );
         }
+        // Both (the default): either header alone, or both agreeing.
+        trusted.header = ForwardedHeader::Both;
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.3".parse().unwrap());
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
+            ip("203.0.113.9")
+        );
+        h.insert(http::header::FORWARDED, "for=203.0.113.9".parse().unwrap());
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
+            ip("203.0.113.9")
+        );
+        // A client's own header, passed through, disagrees with the proxy's.
+        h.insert(http::header::FORWARDED, "for=198.51.100.4".parse().unwrap());
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h),
+            Err(Error::AddressMismatch)
+        );
+        h.remove("x-forwarded-for");
+        assert_eq!(
+            trusted.client_address(ip("10.0.0.1"), &h).unwrap(),
+            ip("198.51.100.4")
+        );
         trusted.header = ForwardedHeader::XForwardedFor;
         let mut all_trusted = HeaderMap::new();
         all_trusted.insert("x-forwarded-for", "10.0.0.9, 10.0.0.8".parse().unwrap());

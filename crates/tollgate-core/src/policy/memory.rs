@@ -124,10 +124,13 @@ impl MemoryStore {
     }
 
     /// An empty store whose entries outlive their token's `exp` by `grace`
-    /// seconds (keep it above the validation leeway).
+    /// seconds. It must stay above the validation leeway (a counter or a
+    /// revocation gone while its token is still accepted would hand credits
+    /// back or let the token in again): values under
+    /// [`DEFAULT_LEEWAY`](crate::DEFAULT_LEEWAY) (60 s) are raised to it.
     pub fn with_grace(grace: i64) -> Self {
         MemoryStore {
-            grace: grace.max(0),
+            grace: grace.max(crate::DEFAULT_LEEWAY.as_secs() as i64),
             hasher: Default::default(),
             issuers: RwLock::new(Vec::new()),
         }
@@ -393,7 +396,8 @@ mod tests {
 
     #[tokio::test]
     async fn revocations_of_expired_tokens_go_without_a_purge() {
-        let store = MemoryStore::with_grace(10);
+        let store = MemoryStore::with_grace(0);
+        assert_eq!(store.grace, 60, "never under the default leeway");
         let long_ago = now() - 3600;
         for i in 0..100 {
             store

@@ -202,7 +202,8 @@ impl IpBinding {
     }
 
     /// The header the trusted proxies write (default
-    /// [`ForwardedHeader::XForwardedFor`]). Only this header is read.
+    /// [`ForwardedHeader::Both`]: either, and both must agree when both
+    /// are present). Name it when you know it.
     pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
         self.trusted.header = header;
         self
@@ -570,7 +571,7 @@ impl Meter {
         }
     }
 
-    /// `taken` was already taken out of `charged`.
+    /// `taken` was already taken out of `charged`, for good.
     fn refunded(&self, taken: u64, answer: std::result::Result<u64, StoreError>) -> Result<()> {
         match answer {
             Ok(remaining) => {
@@ -578,10 +579,10 @@ impl Meter {
                 Ok(())
             }
             Err(e) => {
-                // The credits stay spent (and charged): never hand out more
-                // than was paid.
-                self.charged.fetch_add(taken, Ordering::AcqRel);
-                tracing::warn!(error = %e, "refund failed; credits stay spent");
+                // The store may or may not have applied it (a timeout says
+                // nothing), so `taken` is not put back: a later refund of
+                // this request can only give back less, never twice.
+                tracing::warn!(error = %e, "refund failed; credits may stay spent");
                 Err(Error::StoreUnavailable)
             }
         }
