@@ -537,7 +537,7 @@ impl Meter {
         }
         let tref = token_ref(&*self.token);
         if let Some(answer) = self.store.try_refund(tref, self.limit, taken) {
-            return MeterStep::Ready(self.refunded(taken, answer));
+            return MeterStep::Ready(self.refunded(answer));
         }
         let this = self.clone();
         MeterStep::Pending(Box::pin(async move {
@@ -545,7 +545,7 @@ impl Meter {
                 .store
                 .refund(token_ref(&*this.token), this.limit, taken)
                 .await;
-            this.refunded(taken, answer)
+            this.refunded(answer)
         }))
     }
 
@@ -571,8 +571,8 @@ impl Meter {
         }
     }
 
-    /// `taken` was already taken out of `charged`, for good.
-    fn refunded(&self, taken: u64, answer: std::result::Result<u64, StoreError>) -> Result<()> {
+    /// The refunded amount was already taken out of `charged`, for good.
+    fn refunded(&self, answer: std::result::Result<u64, StoreError>) -> Result<()> {
         match answer {
             Ok(remaining) => {
                 self.remaining.store(remaining, Ordering::Release);
