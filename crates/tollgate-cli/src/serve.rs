@@ -74,7 +74,27 @@ fn all_clients(config: &Config) -> Result<Vec<Client>, Failure> {
 /// directory (after `tollgate keys rotate` or `tollgate clients add|remove`).
 /// Whatever cannot be read is reported and the running state kept.
 fn reload(config: &Config, server: &TokenServer) {
-    match open_ring(config).and_then(|ring| check_publishable(config, &ring).map(|()| ring)) {
+    // Clients first: once the new keys show in the JWKS, the clients are in.
+    match all_clients(config) {
+        Ok(clients) => {
+            let n = clients.len();
+            match server.replace_clients(clients) {
+                Ok(()) => tracing::info!(clients = n, "clients reloaded"),
+                Err(e) => tracing::error!(error = %e, "clients not reloaded"),
+            }
+        }
+        Err(Failure::Usage(e) | Failure::Runtime(e)) => {
+            tracing::error!(error = %e, "clients not reloaded");
+        }
+    }
+    // Read only: `tollgate keys rotate` may be writing the directory now,
+    // and a reload must neither generate keys nor remove files.
+    let ring = config
+        .algorithm()
+        .map_err(Failure::Usage)
+        .and_then(|alg| KeyRing::load(&config.data_dir.join("keys"), alg).map_err(runtime))
+        .and_then(|ring| check_publishable(config, &ring).map(|()| ring));
+    match ring {
         Ok(ring) => {
             let kids: Vec<String> = ring
                 .keys()
@@ -88,18 +108,6 @@ fn reload(config: &Config, server: &TokenServer) {
         }
         Err(Failure::Usage(e) | Failure::Runtime(e)) => {
             tracing::error!(error = %e, "key ring not reloaded");
-        }
-    }
-    match all_clients(config) {
-        Ok(clients) => {
-            let n = clients.len();
-            match server.replace_clients(clients) {
-                Ok(()) => tracing::info!(clients = n, "clients reloaded"),
-                Err(e) => tracing::error!(error = %e, "clients not reloaded"),
-            }
-        }
-        Err(Failure::Usage(e) | Failure::Runtime(e)) => {
-            tracing::error!(error = %e, "clients not reloaded");
         }
     }
 }

@@ -319,51 +319,33 @@ impl KeyRing {
                 },
             )?;
         }
-        let mut keys = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| KeyError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let invalid = |reason: String| KeyError::Invalid {
-                path: path.clone(),
-                reason,
-            };
-            let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            let alg: Algorithm = file
-                .alg
-                .parse()
-                .map_err(|_| invalid("unknown alg".into()))?;
-            let secret = STANDARD
-                .decode(file.private.as_bytes())
-                .map_err(|_| invalid("private key is not base64".into()))?;
-            keys.push(
-                SigningKey::from_parts(
-                    file.kid,
-                    alg,
-                    file.state,
-                    file.created,
-                    file.retire_at,
-                    secret,
-                )
-                .map_err(invalid)?,
-            );
-        }
+        let keys = read_key_files(dir)?;
         let mut ring = KeyRing {
             dir: Some(dir.to_owned()),
             alg,
             keys,
         };
         ring.ensure_keys()?;
+        Ok(ring)
+    }
+
+    /// Reads the ring in `dir` as it is, writing nothing: no directory is
+    /// created, no key generated or promoted, no file removed. For a
+    /// running server picking up `tollgate keys rotate`, which may be
+    /// writing the directory at that moment. A ring without an active key
+    /// (a rotation read half-way) is an error.
+    pub fn load(dir: &Path, alg: Algorithm) -> Result<KeyRing, KeyError> {
+        let ring = KeyRing {
+            dir: Some(dir.to_owned()),
+            alg,
+            keys: read_key_files(dir)?,
+        };
+        if ring.active().is_none() {
+            return Err(KeyError::Invalid {
+                path: dir.to_owned(),
+                reason: "no active key".into(),
+            });
+        }
         Ok(ring)
     }
 
@@ -483,6 +465,50 @@ impl KeyRing {
     }
 }
 
+/// Every key file (`*.json`) in `dir`, in name order.
+fn read_key_files(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
+    let mut keys = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| KeyError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let invalid = |reason: String| KeyError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let alg: Algorithm = file
+            .alg
+            .parse()
+            .map_err(|_| invalid("unknown alg".into()))?;
+        let secret = STANDARD
+            .decode(file.private.as_bytes())
+            .map_err(|_| invalid("private key is not base64".into()))?;
+        keys.push(
+            SigningKey::from_parts(
+                file.kid,
+                alg,
+                file.state,
+                file.created,
+                file.retire_at,
+                secret,
+            )
+            .map_err(invalid)?,
+        );
+    }
+    Ok(keys)
+}
+
 /// Creates `dir` and any missing parents, each created one readable by its
 /// owner only. Directories that already exist keep their mode: the parent
 /// of a configured file may be `/tmp` or a home directory.
@@ -573,6 +599,41 @@ mod tests {
             assert_eq!(mode(&e.unwrap().path()), 0o600);
         }
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn load_reads_and_never_writes() {
+        let dir = temp("load").join("keys");
+        let ring = KeyRing::open(&dir, Algorithm::ES256).unwrap();
+        let files = |d: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = files(&dir);
+        assert_eq!(before.len(), 2, "active and next");
+        let loaded = KeyRing::load(&dir, Algorithm::ES256).unwrap();
+        let kids = |r: &KeyRing| {
+            let mut v: Vec<(String, KeyState)> = r
+                .keys()
+                .iter()
+                .map(|k| (k.kid().to_owned(), k.state()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(kids(&loaded), kids(&ring));
+        // A rotation read half-way: the active key's file is gone.
+        let active = ring.active().unwrap().kid().to_owned();
+        std::fs::remove_file(dir.join(format!("{active}.json"))).unwrap();
+        let err = KeyRing::load(&dir, Algorithm::ES256).unwrap_err();
+        assert!(err.to_string().contains("no active key"), "{err}");
+        assert_eq!(files(&dir).len(), 1, "load neither promoted nor generated");
+        assert!(KeyRing::load(&dir.join("missing"), Algorithm::ES256).is_err());
+        assert!(!dir.join("missing").exists(), "load creates no directory");
     }
 
     #[test]

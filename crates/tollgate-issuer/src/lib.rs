@@ -335,6 +335,21 @@ impl TokenServer {
     /// rotate`. On error the current ring stays.
     pub fn replace_keys(&self, ring: KeyRing) -> Result<(), tollgate_core::Error> {
         let mut current = write(&self.ring);
+        if ring.active().is_none() {
+            return Err(tollgate_core::Error::Config(
+                "the new key ring has no active key".into(),
+            ));
+        }
+        // Tokens the current key signed are out there: a ring without it
+        // (a directory emptied or swapped) would refuse every one of them.
+        if let Some(active) = current.active()
+            && !ring.keys().iter().any(|k| k.kid() == active.kid())
+        {
+            return Err(tollgate_core::Error::Config(format!(
+                "the new key ring drops the signing key {}",
+                active.kid()
+            )));
+        }
         let clients = read(&self.clients);
         let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
         *current = ring;
@@ -975,6 +990,17 @@ mod tests {
             Arc::new(MemoryStore::new()),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_new_ring_must_keep_the_signing_key() {
+        let server = server(vec![]);
+        let before = server.jwks();
+        let err = server
+            .replace_keys(KeyRing::ephemeral(Algorithm::ES256).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("drops the signing key"), "{err}");
+        assert_eq!(server.jwks(), before, "the running ring stays");
     }
 
     #[test]
