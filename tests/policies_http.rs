@@ -304,12 +304,9 @@ async fn charge_on_success_refunds_a_500() {
         assert_eq!((a.status, a.remaining), (500, Some(2)), "{fw:?}");
         assert_eq!(s.store.spent(ISS, &id).await.unwrap(), Some(0));
         if let Framework::Actix = fw {
+            // Refunded; the error goes on untouched, without credit headers.
             let a = call(s.addr, "/inner-error", &t, &[]).await;
-            assert_eq!(
-                (a.status, a.remaining),
-                (500, Some(2)),
-                "refunded, with headers"
-            );
+            assert_eq!(a.status, 500);
             assert_eq!(s.store.spent(ISS, &id).await.unwrap(), Some(0));
         }
         for left in [1, 0] {

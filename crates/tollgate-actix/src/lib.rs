@@ -355,15 +355,15 @@ where
                 Ok(res) => res,
                 Err(e) => {
                     // An error from inside is refunded like the response it
-                    // stands for, and that response carries the headers.
-                    let mut resp = e.error_response();
-                    let status = http::StatusCode::from_u16(resp.status().as_u16())
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    // stands for. It goes on as it is (outer middleware may
+                    // downcast it), so that response gets no credit headers.
+                    let status =
+                        http::StatusCode::from_u16(e.as_response_error().status_code().as_u16())
+                            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
                     if meter.should_refund(status, false) {
                         let _ = meter.refund_all().wait().await;
                     }
-                    credit_headers(resp.headers_mut(), &meter);
-                    return Err(actix_web::error::InternalError::from_response(e, resp).into());
+                    return Err(e);
                 }
             };
             let rejected = res.response().extensions().get::<Error>().is_some();
