@@ -20,7 +20,10 @@
 //! included, and the bare server of its framework is measured with that
 //! same request right before and right after it: on a shared virtual
 //! machine the capacity drifts from second to second, and the ratio to the
-//! neighbouring bare runs cancels most of that drift.
+//! neighbouring bare runs cancels most of that drift. Next to requests/s the
+//! table shows each server thread's CPU time per request (Linux
+//! `schedstat`), which time given to other guests of the machine cannot
+//! inflate, and its ratio to bare.
 
 #![allow(clippy::unwrap_used)]
 
@@ -59,13 +62,45 @@ fn sign(alg: Algorithm, signer: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
     )
 }
 
+/// A running server: its address and the thread that serves it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Server {
+    addr: SocketAddr,
+    /// Linux thread id of the serving thread (`None` elsewhere).
+    tid: Option<u32>,
+}
+
+/// The calling thread's Linux thread id.
+fn thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Nanoseconds thread `tid` has run on a CPU (`/proc/.../schedstat`):
+/// exact, and blind to the time the machine gave to other guests.
+fn cpu_ns(tid: Option<u32>) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", tid?)).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs `serve` on a new thread with a one-worker runtime; waits until it
+/// has recorded its thread id.
+fn spawn_server(serve: impl FnOnce() + Send + 'static) -> Option<u32> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tx.send(thread_id()).unwrap();
+        serve();
+    });
+    rx.recv().unwrap()
+}
+
 /// Starts `app` wrapped, as one service, in `AuthLayer` (the layer runs
 /// before routing instead of around each route).
-fn start_outer(app: Router, auth: Authenticator) -> SocketAddr {
+fn start_outer(app: Router, auth: Authenticator) -> Server {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
+    let tid = spawn_server(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -77,15 +112,15 @@ fn start_outer(app: Router, auth: Authenticator) -> SocketAddr {
             axum::serve(listener, make).await.unwrap();
         });
     });
-    addr
+    Server { addr, tid }
 }
 
 /// Starts `app` on its own thread with a one-worker runtime.
-fn start(app: Router) -> SocketAddr {
+fn start(app: Router) -> Server {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
+    let tid = spawn_server(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -95,10 +130,14 @@ fn start(app: Router) -> SocketAddr {
             axum::serve(listener, app).await.unwrap();
         });
     });
-    addr
+    Server { addr, tid }
 }
 
-fn wrk(addr: SocketAddr, token: &str, seconds: u32) -> f64 {
+/// One wrk run against `server`: requests/s, and the server thread's CPU
+/// nanoseconds per request (when the platform tells).
+fn wrk(server: Server, token: &str, seconds: u32) -> (f64, Option<f64>) {
+    let addr = server.addr;
+    let cpu_before = cpu_ns(server.tid);
     let pinned = Command::new("taskset").arg("-V").output().is_ok();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
@@ -117,10 +156,24 @@ fn wrk(addr: SocketAddr, token: &str, seconds: u32) -> f64 {
     if text.contains("Non-2xx") {
         panic!("non-2xx answers during the run:\n{text}");
     }
-    text.lines()
+    let cpu = cpu_ns(server.tid)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let rps: f64 = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+    let requests: Option<f64> = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    let per_request = cpu
+        .zip(requests)
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(ns, n)| ns as f64 / n);
+    (rps, per_request)
 }
 
 fn main() {
@@ -187,7 +240,7 @@ fn main() {
         Framework::Axum | Framework::AxumOuter => bare_axum,
         Framework::Actix => bare_actix,
     };
-    let addrs: Vec<SocketAddr> = configs
+    let servers: Vec<Server> = configs
         .iter()
         .map(|(fw, (alg, cache), _)| match fw {
             Framework::Axum => start(handler().layer(AuthLayer::new(authenticator(*alg, *cache)))),
@@ -195,44 +248,67 @@ fn main() {
             Framework::Actix => start_actix(Some(authenticator(*alg, *cache))),
         })
         .collect();
-    for ((fw, _, token), addr) in configs.iter().zip(&addrs) {
+    for ((fw, _, token), server) in configs.iter().zip(&servers) {
         wrk(bare_of(*fw), token, 1); // warm-up
-        wrk(*addr, token, 1);
+        wrk(*server, token, 1);
     }
-    let mut rps = vec![Vec::new(); configs.len()];
-    let mut bare_rps: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
-    let mut ratio = vec![Vec::new(); configs.len()];
+    let n = configs.len();
+    let (mut rps, mut bare_rps, mut ratio, mut cpu, mut cpu_ratio) = (
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+    );
     for _ in 0..rounds {
         // The bare run after one configuration is the bare run before the
         // next when both send the same request to the same framework.
-        let mut last_bare: Option<(SocketAddr, &String, f64)> = None;
-        for (i, ((fw, _, token), addr)) in configs.iter().zip(&addrs).enumerate() {
+        let mut last_bare: Option<(Server, &String, (f64, Option<f64>))> = None;
+        for (i, ((fw, _, token), server)) in configs.iter().zip(&servers).enumerate() {
             let bare = bare_of(*fw);
             let before = match last_bare {
-                Some((a, t, r)) if a == bare && t == *token => r,
+                Some((b, t, r)) if b == bare && t == *token => r,
                 _ => wrk(bare, token, seconds),
             };
-            let r = wrk(*addr, token, seconds);
+            let (r, c) = wrk(*server, token, seconds);
             let after = wrk(bare, token, seconds);
             last_bare = Some((bare, token, after));
-            let base = (before + after) / 2.0;
+            let base = (before.0 + after.0) / 2.0;
             rps[i].push(r);
             bare_rps[i].push(base);
             ratio[i].push(r / base);
+            if let (Some(c), Some(b0), Some(b1)) = (c, before.1, after.1) {
+                cpu[i].push(c);
+                // Bare CPU per request over this configuration's: the
+                // throughput ratio a server would reach if it had its
+                // core to itself.
+                cpu_ratio[i].push((b0 + b1) / 2.0 / c);
+            }
         }
     }
     println!(
-        "{:<46} {:>10} {:>10} {:>7}   ratios per round",
-        "configuration", "req/s", "bare req/s", "x bare"
+        "{:<46} {:>8} {:>10} {:>7} {:>9} {:>7}   ratios per round",
+        "configuration", "req/s", "bare req/s", "x bare", "CPU/req", "x bare"
     );
-    for (i, (fw, cfg, _)) in configs.iter().enumerate() {
+    for i in 0..n {
+        let (fw, cfg, _) = configs[i];
         let rounds: Vec<String> = ratio[i].iter().map(|r| format!("{r:.2}")).collect();
+        let (cpu_us, cpu_x) = if cpu[i].is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:.2} us", median(&mut cpu[i]) / 1000.0),
+                format!("{:.2}", median(&mut cpu_ratio[i])),
+            )
+        };
         println!(
-            "{:<46} {:>10.0} {:>10.0} {:>7.2}   {}",
-            label(*fw, Some(*cfg)),
+            "{:<46} {:>8.0} {:>10.0} {:>7.2} {:>9} {:>7}   {}",
+            label(fw, Some(cfg)),
             median(&mut rps[i]),
             median(&mut bare_rps[i]),
             median(&mut ratio[i]),
+            cpu_us,
+            cpu_x,
             rounds.join(" ")
         );
     }
@@ -262,24 +338,33 @@ fn label(fw: Framework, cfg: Option<(Algorithm, bool)>) -> String {
 }
 
 /// Starts actix-web on its own thread with one worker, bare or with `Auth`.
-fn start_actix(auth: Option<Authenticator>) -> SocketAddr {
+fn start_actix(auth: Option<Authenticator>) -> Server {
     use actix_web::{App, HttpServer, web};
     let (tx, rx) = std::sync::mpsc::channel();
+    // The app factory runs on the worker thread: it tells its id.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let tell = move || {
+        let _ = tid_tx.send(thread_id());
+    };
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let ok = || web::get().to(|| async { "ok" });
             match auth {
                 None => {
-                    let server = HttpServer::new(move || App::new().route("/", ok()))
-                        .workers(1)
-                        .disable_signals()
-                        .bind(("127.0.0.1", 0))
-                        .unwrap();
+                    let server = HttpServer::new(move || {
+                        tell();
+                        App::new().route("/", ok())
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .bind(("127.0.0.1", 0))
+                    .unwrap();
                     tx.send(server.addrs()[0]).unwrap();
                     server.run().await.unwrap();
                 }
                 Some(auth) => {
                     let server = HttpServer::new(move || {
+                        tell();
                         App::new()
                             .route("/", ok())
                             .wrap(tollgate::actix::Auth::new(auth.clone()))
@@ -294,11 +379,13 @@ fn start_actix(auth: Option<Authenticator>) -> SocketAddr {
             }
         });
     });
-    rx.recv().unwrap()
+    let addr = rx.recv().unwrap();
+    let tid = tid_rx.recv().unwrap();
+    Server { addr, tid }
 }
 
 /// Rounds unless `HTTP_BENCH_ROUNDS` says otherwise.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 /// Framework, layer settings (algorithm, token cache), token to send.
 type Config<'a> = (Framework, (Algorithm, bool), &'a String);
