@@ -133,9 +133,12 @@ fn start(app: Router) -> Server {
     Server { addr, tid }
 }
 
-/// One wrk run against `server`: requests/s, and the server thread's CPU
+/// What one wrk run measured: requests/s, and the server thread's CPU
 /// nanoseconds per request (when the platform tells).
-fn wrk(server: Server, token: &str, seconds: u32) -> (f64, Option<f64>) {
+type Run = (f64, Option<f64>);
+
+/// One wrk run against `server`.
+fn wrk(server: Server, token: &str, seconds: u32) -> Run {
     let addr = server.addr;
     let cpu_before = cpu_ns(server.tid);
     let pinned = Command::new("taskset").arg("-V").output().is_ok();
@@ -263,7 +266,7 @@ fn main() {
     for _ in 0..rounds {
         // The bare run after one configuration is the bare run before the
         // next when both send the same request to the same framework.
-        let mut last_bare: Option<(Server, &String, (f64, Option<f64>))> = None;
+        let mut last_bare: Option<(Server, &String, Run)> = None;
         for (i, ((fw, _, token), server)) in configs.iter().zip(&servers).enumerate() {
             let bare = bare_of(*fw);
             let before = match last_bare {
