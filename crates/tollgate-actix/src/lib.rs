@@ -357,9 +357,10 @@ where
                     // An error from inside is refunded like the response it
                     // stands for. It goes on as it is (outer middleware may
                     // downcast it), so that response gets no credit headers.
-                    let status =
-                        http::StatusCode::from_u16(e.as_response_error().status_code().as_u16())
-                            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                    // The status of the response the error becomes (an
+                    // error may override `error_response` alone).
+                    let status = http::StatusCode::from_u16(e.error_response().status().as_u16())
+                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
                     if meter.should_refund(status, false) {
                         let _ = meter.refund_all().wait().await;
                     }

@@ -346,8 +346,10 @@ impl TokenServer {
             && !ring.keys().iter().any(|k| k.kid() == active.kid())
         {
             return Err(tollgate_core::Error::Config(format!(
-                "the new key ring drops the signing key {}",
-                active.kid()
+                "the new key ring drops the signing key {kid} (rotated more than once \
+                 without a reload?); restart to adopt it, and tokens signed by {kid} \
+                 will fail",
+                kid = active.kid()
             )));
         }
         let clients = read(&self.clients);
