@@ -355,22 +355,18 @@ where
                 Ok(res) => res,
                 Err(e) => {
                     // An error from inside is refunded like the response it
-                    // stands for. It goes on as it is (outer middleware may
-                    // downcast it), so that response gets no credit headers.
-                    // The status of the response the error becomes (an
-                    // error may override `error_response` alone).
-                    let status = http::StatusCode::from_u16(e.error_response().status().as_u16())
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                    if meter.should_refund(status, false) {
+                    // becomes (`error_response`, which an error may override
+                    // alone). It goes on as it is, so outer middleware may
+                    // still downcast it, and that response gets no credit
+                    // headers.
+                    if meter.should_refund(status_of(e.error_response().status()), false) {
                         let _ = meter.refund_all().wait().await;
                     }
                     return Err(e);
                 }
             };
             let rejected = res.response().extensions().get::<Error>().is_some();
-            let status = http::StatusCode::from_u16(res.status().as_u16())
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            if meter.should_refund(status, rejected) {
+            if meter.should_refund(status_of(res.status()), rejected) {
                 let _ = meter.refund_all().wait().await;
             }
             credit_headers(res.headers_mut(), &meter);
@@ -382,6 +378,11 @@ where
             Ok(req.into_response(resp).map_into_right_body())
         }
     }
+}
+
+/// actix-web's status (`http` 0.2) as core's (`http` 1).
+fn status_of(status: actix_web::http::StatusCode) -> http::StatusCode {
+    http::StatusCode::from_u16(status.as_u16()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn credit_headers(headers: &mut actix_web::http::header::HeaderMap, meter: &Meter) {

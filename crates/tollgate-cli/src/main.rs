@@ -267,12 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .config
                     .as_ref()
                     .map_or_else(|| "configuration".to_owned(), |p| p.display().to_string());
-                return Err(Failure::Usage(format!(
-                    "{file}: `keys.algorithm`: HS256 cannot be served: HS256 keys are never \
-                     published in the JWKS, so no API (the demo API included) could verify \
-                     the tokens; use ES256, RS256, PS256 or EdDSA (HS256 stays available to \
-                     `tollgate token mint`)"
-                )));
+                return Err(serve::hs256_refused(&format!("{file}: `keys.algorithm`")));
             }
             let rt = tokio::runtime::Runtime::new().map_err(runtime)?;
             rt.block_on(serve::serve(config))?;

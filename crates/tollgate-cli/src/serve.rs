@@ -49,10 +49,8 @@ fn check_publishable(config: &Config, ring: &KeyRing) -> Result<(), Failure> {
         .find(|k| k.algorithm() == Algorithm::HS256)
     {
         None => Ok(()),
-        Some(k) => Err(Failure::Usage(format!(
-            "{}: key `{}` is HS256: HS256 keys are never published in the JWKS, so no API \
-             (the demo API included) could verify the tokens; `tollgate serve` needs ES256, \
-             RS256, PS256 or EdDSA (HS256 stays available to `tollgate token mint`)",
+        Some(k) => Err(hs256_refused(&format!(
+            "{}: key `{}`",
             config
                 .data_dir
                 .join("keys")
@@ -61,6 +59,15 @@ fn check_publishable(config: &Config, ring: &KeyRing) -> Result<(), Failure> {
             k.kid()
         ))),
     }
+}
+
+/// Why `serve` refuses HS256; `place` names the file and key that ask for it.
+pub(crate) fn hs256_refused(place: &str) -> Failure {
+    Failure::Usage(format!(
+        "{place}: HS256 cannot be served: HS256 keys are never published in the JWKS, \
+         so no API (the demo API included) could verify the tokens; use ES256, RS256, \
+         PS256 or EdDSA (HS256 stays available to `tollgate token mint`)"
+    ))
 }
 
 /// The clients `serve` knows: the data directory's and the file's.

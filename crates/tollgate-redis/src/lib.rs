@@ -80,16 +80,28 @@ const MAX_GRACE: i64 = 1 << 30;
 /// exact in Lua, and far from `EXPIREAT`'s overflow.
 const MAX_EXPIRY: i64 = 1 << 40;
 
-/// Lua: `at(expiry, grace)` is the later of `expiry` and Redis's now +
-/// `grace`; `keep(key, at)` makes the key live at least until `at` (never
-/// shortening its life).
-const EXPIRY_LUA: &str = r"
+/// Lua helpers in front of every script: `at(expiry, grace)` is the later
+/// of `expiry` and Redis's now + `grace`; `keep(key, at)` makes the key live
+/// at least until `at` (never shortening its life); `consume(counter,
+/// allowance, cost, expiry, grace)` takes `cost` out of what is left and
+/// returns `{1, left}` charged or `{2, left}` exhausted.
+const PRELUDE: &str = r"
 local function at(expiry, grace)
   local now = tonumber(redis.call('TIME')[1])
   return math.max(tonumber(expiry), now + tonumber(grace))
 end
 local function keep(key, until_)
   if redis.call('EXPIRETIME', key) < until_ then redis.call('EXPIREAT', key, until_) end
+end
+local function consume(counter, allowance, cost, expiry, grace)
+  local spent = redis.call('GET', counter)
+  local left = tonumber(allowance) - tonumber(spent or '0')
+  if left < 0 then left = 0 end
+  if tonumber(cost) > left then return {2, left} end
+  -- The integer as sent, never a Lua number.
+  redis.call('INCRBY', counter, cost)
+  if not spent then redis.call('EXPIREAT', counter, at(expiry, grace)) end
+  return {1, left - tonumber(cost)}
 end
 ";
 
@@ -107,29 +119,13 @@ for i = 2, 3 do
   if mark and (iat == nil or iat < tonumber(mark)) then return {-1, 0} end
 end
 if ARGV[2] ~= '1' then return {0, 0} end
-local allowance = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local spent = redis.call('GET', KEYS[4])
-local left = allowance - tonumber(spent or '0')
-if left < 0 then left = 0 end
-if cost > left then return {2, left} end
-redis.call('INCRBY', KEYS[4], ARGV[4])
-if not spent then redis.call('EXPIREAT', KEYS[4], at(ARGV[5], ARGV[6])) end
-return {1, left - cost}
+return consume(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 ";
 
 /// Consumption without the revocation checks. KEYS: counter. ARGV:
 /// allowance, cost, counter expiry, grace.
 const CONSUME: &str = r"
-local allowance = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local spent = redis.call('GET', KEYS[1])
-local left = allowance - tonumber(spent or '0')
-if left < 0 then left = 0 end
-if cost > left then return {2, left} end
-redis.call('INCRBY', KEYS[1], ARGV[2])
-if not spent then redis.call('EXPIREAT', KEYS[1], at(ARGV[3], ARGV[4])) end
-return {1, left - cost}
+return consume(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 ";
 
 /// Refund, never below zero. KEYS: counter. ARGV: allowance, amount.
@@ -169,9 +165,9 @@ keep(KEYS[1], at(ARGV[2], ARGV[3]))
 return 1
 ";
 
-/// A script with the expiry helpers in front.
+/// A script with the [`PRELUDE`] helpers in front.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{EXPIRY_LUA}{body}"))
+    Script::new(&format!("{PRELUDE}{body}"))
 }
 
 /// Builds a [`RedisStore`].
@@ -318,10 +314,6 @@ impl KindStr for redis::RedisError {
     }
 }
 
-fn missing_jti() -> StoreError {
-    StoreError("a metered token needs a `jti`".into())
-}
-
 fn consumed(reply: &[i64]) -> Result<Consumed, StoreError> {
     match reply {
         [1, left, ..] => Ok(Consumed::Charged {
@@ -422,7 +414,7 @@ impl RedisStore {
                 self.token_key("r", token.issuer, jti),
                 self.token_key("c", token.issuer, jti),
             ),
-            (None, Some(_)) => return Err(missing_jti()),
+            (None, Some(_)) => return Err(StoreError::missing_jti()),
             (None, None) => (none.clone(), none.clone()),
         };
         let sub = token.subject.map_or_else(
@@ -528,7 +520,7 @@ impl RevocationStore for RedisStore {
 impl CreditStore for RedisStore {
     fn consume<'a>(&'a self, token: TokenRef<'a>, c: Consumption) -> StoreFuture<'a, Consumed> {
         Box::pin(async move {
-            let jti = token.token_id.ok_or_else(missing_jti)?;
+            let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
             let reply: Vec<i64> = self
                 .consume
                 .key(self.token_key("c", token.issuer, jti))
@@ -550,7 +542,7 @@ impl CreditStore for RedisStore {
         amount: u64,
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let jti = token.token_id.ok_or_else(missing_jti)?;
+            let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
             let left: i64 = self
                 .refund
                 .key(self.token_key("c", token.issuer, jti))

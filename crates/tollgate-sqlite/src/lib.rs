@@ -361,10 +361,6 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-fn missing_jti() -> StoreError {
-    StoreError("a metered token needs a `jti`".into())
-}
-
 fn stopped() -> StoreError {
     StoreError("sqlite: the writer thread has stopped".into())
 }
@@ -452,7 +448,7 @@ impl SqliteStore {
         check: bool,
     ) -> StoreFuture<'a, Verdict> {
         let Some(jti) = token.token_id else {
-            return ready(Err(missing_jti()));
+            return ready(Err(StoreError::missing_jti()));
         };
         let token = Held::new(token, jti, check);
         self.ask(move |reply| Request::Consume {
@@ -535,7 +531,7 @@ impl CreditStore for SqliteStore {
         amount: u64,
     ) -> StoreFuture<'a, u64> {
         let Some(jti) = token.token_id else {
-            return ready(Err(missing_jti()));
+            return ready(Err(StoreError::missing_jti()));
         };
         let (issuer, token_id) = (token.issuer.into(), jti.into());
         self.ask(move |reply| Request::Refund {

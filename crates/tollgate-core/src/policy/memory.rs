@@ -113,10 +113,6 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn missing_jti() -> StoreError {
-    StoreError("a metered token needs a `jti`".into())
-}
-
 impl MemoryStore {
     /// An empty store; entries outlive their token's `exp` by 5 minutes.
     pub fn new() -> Self {
@@ -165,7 +161,7 @@ impl MemoryStore {
     }
 
     fn consume_now(&self, token: TokenRef<'_>, c: Consumption) -> Result<Consumed, StoreError> {
-        let jti = token.token_id.ok_or_else(missing_jti)?;
+        let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
         let issuer = self.issuer_or_insert(token.issuer);
         let now = now();
         let mut shard = lock(self.shard(&issuer, jti));
@@ -199,7 +195,7 @@ impl MemoryStore {
         allowance: u64,
         amount: u64,
     ) -> Result<u64, StoreError> {
-        let jti = token.token_id.ok_or_else(missing_jti)?;
+        let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
         let Some(issuer) = self.issuer(token.issuer) else {
             return Ok(allowance);
         };

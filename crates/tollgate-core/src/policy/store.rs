@@ -12,6 +12,14 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[error("store unavailable: {0}")]
 pub struct StoreError(pub String);
 
+impl StoreError {
+    /// A consumption asked for a token without a `jti`: a metered token
+    /// cannot be counted without one.
+    pub fn missing_jti() -> StoreError {
+        StoreError("a metered token needs a `jti`".into())
+    }
+}
+
 /// What a store needs to know about a token. Counters are keyed by
 /// (`issuer`, `token_id`) and live until `expires_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
