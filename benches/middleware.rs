@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use tollgate::axum::AuthLayer;
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 use tower::{Service, ServiceExt};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -62,11 +62,13 @@ fn bench(c: &mut Criterion) {
     let handler = || Router::new().route("/", get(|| async { "ok" }));
     let layered = |cache: bool| {
         let mut b = Authenticator::builder().issuer(
-            Issuer::new("https://issuer.example").audience("api").key(
-                VerifyingKey::hmac(SECRET, Algorithm::HS256)
-                    .unwrap()
-                    .with_kid("k1"),
-            ),
+            TrustedIssuer::new("https://issuer.example")
+                .audience("api")
+                .key(
+                    VerifyingKey::hmac(SECRET, Algorithm::HS256)
+                        .unwrap()
+                        .with_kid("k1"),
+                ),
         );
         if !cache {
             b = b.without_cache();

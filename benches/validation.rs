@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 const ISS: &str = "https://issuer.example";
 
@@ -145,7 +145,7 @@ fn bench(c: &mut Criterion) {
         });
 
         let issuer = || {
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(case.key().with_kid("k1"))
         };

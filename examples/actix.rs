@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpServer, web};
 use tollgate::actix::{Auth, Claims, RequireScope};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 const SECRET: &[u8] = b"example secret, at least 32 bytes long";
 
@@ -27,7 +27,7 @@ async fn reports(claims: Claims) -> String {
 fn main() -> std::io::Result<()> {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new("https://issuer.example")
+            TrustedIssuer::new("https://issuer.example")
                 .audience("api")
                 .key(VerifyingKey::hmac(SECRET, Algorithm::HS256).unwrap()),
         )

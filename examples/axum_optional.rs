@@ -9,7 +9,7 @@
 
 use axum::{Router, routing::get};
 use tollgate::axum::{AuthLayer, Claims};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 async fn home(claims: Option<Claims>) -> String {
     match claims {
@@ -22,10 +22,12 @@ async fn home(claims: Option<Claims>) -> String {
 async fn main() {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new("https://issuer.example").audience("api").key(
-                VerifyingKey::hmac(b"example secret, at least 32 bytes long", Algorithm::HS256)
-                    .unwrap(),
-            ),
+            TrustedIssuer::new("https://issuer.example")
+                .audience("api")
+                .key(
+                    VerifyingKey::hmac(b"example secret, at least 32 bytes long", Algorithm::HS256)
+                        .unwrap(),
+                ),
         )
         .build()
         .unwrap();

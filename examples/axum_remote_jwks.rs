@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::{Router, routing::get};
 use tollgate::axum::{AuthLayer, Claims};
-use tollgate::core::{Authenticator, Issuer};
+use tollgate::core::{Authenticator, TrustedIssuer};
 
 async fn me(claims: Claims) -> String {
     format!("hello {}\n", claims.subject().unwrap_or("?"))
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(issuer)
+            TrustedIssuer::new(issuer)
                 .audience(audience)
                 .discovery_url(discovery),
         )

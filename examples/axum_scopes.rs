@@ -12,7 +12,7 @@
 use axum::handler::Handler;
 use axum::{Router, routing::get};
 use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 async fn read(scopes: Scopes) -> String {
     format!("you hold: {:?}\n", scopes)
@@ -26,10 +26,12 @@ async fn write(claims: Claims) -> String {
 async fn main() {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new("https://issuer.example").audience("api").key(
-                VerifyingKey::hmac(b"example secret, at least 32 bytes long", Algorithm::HS256)
-                    .unwrap(),
-            ),
+            TrustedIssuer::new("https://issuer.example")
+                .audience("api")
+                .key(
+                    VerifyingKey::hmac(b"example secret, at least 32 bytes long", Algorithm::HS256)
+                        .unwrap(),
+                ),
         )
         .build()
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::{Router, routing::get};
 use serde::Deserialize;
 use tollgate::axum::{AuthLayer, Claims};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 const SECRET: &[u8] = b"example secret, at least 32 bytes long";
 
@@ -32,9 +32,9 @@ async fn me(claims: Claims<Plan>) -> String {
 
 #[tokio::main]
 async fn main() {
-    let auth = Authenticator::<Plan>::builder_for()
+    let auth = Authenticator::builder()
         .issuer(
-            Issuer::new("https://issuer.example")
+            TrustedIssuer::new("https://issuer.example")
                 .audience("api")
                 .key(VerifyingKey::hmac(SECRET, Algorithm::HS256).unwrap()),
         )

@@ -23,7 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::axum::AuthLayer;
 use tollgate::core::policy::{CreditStore, Credits, MemoryStore, Policies, Store};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 use tollgate::redis::RedisStore;
 use tollgate_conformance::redis_server::RedisServer;
 
@@ -75,7 +75,7 @@ where
 fn metered(store: Arc<dyn Store>) -> Router {
     let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS).audience("api").key(
+            TrustedIssuer::new(ISS).audience("api").key(
                 VerifyingKey::hmac(SECRET, Algorithm::HS256)
                     .unwrap()
                     .with_kid("k1"),

@@ -38,7 +38,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::axum::AuthLayer;
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 
 const ISS: &str = "https://issuer.example";
 
@@ -205,8 +205,11 @@ fn main() {
         } else {
             VerifyingKey::from_der(&rsa_public, alg).unwrap()
         };
-        let mut b = Authenticator::builder()
-            .issuer(Issuer::new(ISS).audience("api").key(key.with_kid("k1")));
+        let mut b = Authenticator::builder().issuer(
+            TrustedIssuer::new(ISS)
+                .audience("api")
+                .key(key.with_kid("k1")),
+        );
         if !cache {
             b = b.without_cache();
         }

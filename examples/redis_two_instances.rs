@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::axum::{AuthLayer, Claims};
 use tollgate::core::policy::{Credits, Policies};
-use tollgate::core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 use tollgate::redis::RedisStore;
 
 const ISS: &str = "https://demo.tollgate.invalid";
@@ -36,7 +36,7 @@ async fn instance(port: u16, redis_url: &str) {
     });
     let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS).audience("demo-api").key(
+            TrustedIssuer::new(ISS).audience("demo-api").key(
                 VerifyingKey::hmac(SECRET, Algorithm::HS256)
                     .unwrap()
                     .with_kid("demo"),

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tollgate::core::{
-    Algorithm, Authenticator, BearerExtractor, Issuer, VerifyingKey, error_response,
+    Algorithm, Authenticator, BearerExtractor, TrustedIssuer, VerifyingKey, error_response,
 };
 
 const DEMO_ISSUER: &str = "https://demo.tollgate.invalid";
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let issuer = match env("TOLLGATE_ISSUER") {
         Some(iss) => {
             let aud = env("TOLLGATE_AUDIENCE").ok_or("TOLLGATE_AUDIENCE is required")?;
-            let issuer = Issuer::new(iss).audience(aud);
+            let issuer = TrustedIssuer::new(iss).audience(aud);
             match (env("TOLLGATE_JWKS_URL"), env("TOLLGATE_DISCOVERY_URL")) {
                 (Some(url), _) => issuer.jwks_url(url),
                 (None, Some(url)) => issuer.discovery_url(url),
@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        None => Issuer::new(DEMO_ISSUER)
+        None => TrustedIssuer::new(DEMO_ISSUER)
             .audience(DEMO_AUDIENCE)
             .key(VerifyingKey::hmac(DEMO_SECRET, Algorithm::HS256)?.with_kid("demo")),
     };

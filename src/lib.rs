@@ -13,8 +13,8 @@ pub use tollgate_axum as axum;
 pub use tollgate_core as core;
 pub use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies};
 pub use tollgate_core::{
-    Algorithm, Authenticator, BearerExtractor, Error, Issuer, KeySet, RemoteOptions, Verified,
-    VerifyingKey,
+    Algorithm, Authenticator, BearerExtractor, Error, KeySet, RemoteOptions, TrustedIssuer,
+    Verified, VerifyingKey,
 };
 #[cfg(feature = "issuer")]
 pub use tollgate_issuer as issuer;

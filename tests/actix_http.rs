@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use support::{Signer, good_claims, now};
 use tollgate::actix::{Auth, Claims, Scopes};
-use tollgate::core::{Authenticator, Error, Issuer};
+use tollgate::core::{Authenticator, Error, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -45,10 +45,11 @@ macro_rules! serve {
     }};
 }
 
-fn static_auth<C: serde::de::DeserializeOwned + Send + Sync + 'static>() -> Authenticator<C> {
-    Authenticator::<C>::builder_for()
+fn static_auth<C: serde::de::DeserializeOwned + Send + Sync + 'static>() -> Authenticator {
+    Authenticator::builder()
+        .check_claims::<C>()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
@@ -123,6 +124,35 @@ async fn rejections_never_reach_the_handler_and_typed_claims_do() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let (status, _, body) = get(addr, "/scopes", Some(&token(json!({"scope": "a b"})))).await;
     assert_eq!((status, body.as_str()), (200, "a,b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_claims_work_under_a_middleware_built_with_the_plain_builder() {
+    let auth = static_auth::<tollgate::core::NoClaims>();
+    let addr: SocketAddr = serve!(move || {
+        App::new()
+            .route(
+                "/typed",
+                web::get().to(|c: Claims<Plan>| async move { c.claims().tier.clone() }),
+            )
+            .route(
+                "/plain",
+                web::get().to(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+            )
+            .wrap(Auth::new(auth.clone()))
+    });
+    let (status, _, body) = get(addr, "/typed", Some(&token(json!({})))).await;
+    assert_eq!((status, body.as_str()), (200, "gold"));
+    let mut without_tier = good_claims(ISS);
+    without_tier.as_object_mut().unwrap().remove("tier");
+    let lacking = Signer::hs256(SECRET).sign(Some("k1"), &without_tier);
+    let (status, challenge, body) = get(addr, "/typed", Some(&lacking)).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("\"code\":\"invalid_claim\""), "{body}");
+    assert!(body.contains("`tier`"), "{body}");
+    assert!(challenge.unwrap().contains("invalid_token"));
+    let (status, _, _) = get(addr, "/plain", Some(&lacking)).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +245,7 @@ async fn waiting_requests_share_one_jwks_fetch() {
     let jwks = support::JwksServer::start(vec![signer.jwk("r1")]).await;
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(jwks.base())
+            TrustedIssuer::new(jwks.base())
                 .audience("api")
                 .jwks_url(jwks.jwks_url()),
         )

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Signer, now};
 use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
-use tollgate::core::{Authenticator, Error, Issuer, NoClaims};
+use tollgate::core::{Authenticator, Error, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -61,14 +61,15 @@ async fn api(calls: Calls) -> (SocketAddr, String) {
         .local_addr()
         .unwrap();
     let down_iss = format!("http://{dead}");
-    let auth = Authenticator::<App>::builder_for()
+    let auth = Authenticator::builder()
+        .check_claims::<App>()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
         .issuer(
-            Issuer::new(down_iss.clone())
+            TrustedIssuer::new(down_iss.clone())
                 .audience("api")
                 .jwks_url(format!("{down_iss}/keys")),
         )
@@ -320,7 +321,7 @@ async fn maybe(claims: Option<Claims>) -> String {
 async fn optional_authentication_lets_anonymous_through_but_not_bad_tokens() {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
@@ -361,29 +362,57 @@ async fn a_missing_layer_is_a_server_error_not_a_silent_401() {
     assert_eq!(a.status, 500);
     assert_eq!(a.body["code"], "invalid_configuration");
     assert_eq!(a.challenge, None);
+}
 
-    // A layer with another claims type is the same mistake.
-    let auth: Authenticator = Authenticator::builder()
+#[tokio::test]
+async fn typed_claims_work_under_a_layer_built_with_the_plain_builder() {
+    let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
         .build()
         .unwrap();
     let app = Router::new()
-        .route("/typed", get(|_c: Claims<App>| async { "typed" }))
-        .layer(AuthLayer::<NoClaims>::new(auth));
+        .route(
+            "/typed",
+            get(|c: Claims<App>| async move { c.claims().tier.clone() }),
+        )
+        .route(
+            "/plain",
+            get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+        )
+        .layer(AuthLayer::new(auth));
     let addr = serve(app).await;
-    let a = get_with(addr, "/typed", bearer(&token(json!({})))).await;
-    assert_eq!(a.status, 500);
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/typed"))
+        .headers(bearer(&token(json!({"tier": "gold"}))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "gold");
+    let mut without_tier = claims(json!({}));
+    without_tier.as_object_mut().unwrap().remove("tier");
+    let lacking = Signer::hs256(SECRET).sign(Some("k1"), &without_tier);
+    let a = get_with(addr, "/typed", bearer(&lacking)).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.body["code"], "invalid_claim");
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("`tier`"),
+        "{}",
+        a.body
+    );
+    let a = get_with(addr, "/plain", bearer(&lacking)).await;
+    assert_eq!(a.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
@@ -452,7 +481,7 @@ async fn first_requests_wait_for_remote_keys_then_reach_the_handler() {
     // No `ready()`: the first requests find no keys and wait for one fetch.
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(jwks.base())
+            TrustedIssuer::new(jwks.base())
                 .audience("api")
                 .jwks_url(jwks.jwks_url()),
         )
@@ -492,9 +521,10 @@ async fn first_requests_wait_for_remote_keys_then_reach_the_handler() {
 async fn layer_around_the_router() {
     use std::sync::Arc as StdArc;
     use tollgate::core::policy::{IpBinding, MemoryStore, Policies};
-    let auth = Authenticator::<App>::builder_for()
+    let auth = Authenticator::builder()
+        .check_claims::<App>()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )

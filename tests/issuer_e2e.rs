@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate::core::policy::{Credits, MemoryStore, Policies, Store};
-use tollgate::core::{Algorithm, Authenticator, Issuer};
+use tollgate::core::{Algorithm, Authenticator, TrustedIssuer};
 use tollgate::issuer::{Client, KeyRing, Settings, TokenServer};
 
 const AUD: &str = "https://api.example";
@@ -54,7 +54,7 @@ async fn setup() -> Setup {
     let auth = || {
         Authenticator::builder()
             .issuer(
-                Issuer::new(issuer.clone())
+                TrustedIssuer::new(issuer.clone())
                     .audience(AUD)
                     .jwks_url(format!("{issuer}/.well-known/jwks.json")),
             )
@@ -636,7 +636,7 @@ async fn jwks_and_discovery() {
     // A Tollgate API configured by discovery alone works.
     let auth: Authenticator = Authenticator::builder()
         .issuer(
-            Issuer::new(s.issuer.clone())
+            TrustedIssuer::new(s.issuer.clone())
                 .audience(AUD)
                 .discovery_url(format!("{}/.well-known/openid-configuration", s.issuer)),
         )

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::json;
 use support::{Signer, good_claims, now};
-use tollgate::core::{Authenticator, Issuer};
+use tollgate::core::{Authenticator, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -19,12 +19,12 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 fn authenticator(down_iss: &str) -> Authenticator {
     Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )
         .issuer(
-            Issuer::new(down_iss)
+            TrustedIssuer::new(down_iss)
                 .audience("api")
                 .jwks_url(format!("{down_iss}/keys")),
         )

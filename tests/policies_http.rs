@@ -16,7 +16,7 @@ use tollgate::core::policy::{
     CreditStore, Credits, ForwardedHeader, IpBinding, MemoryStore, Policies, Principal,
     RevocationStore,
 };
-use tollgate::core::{Authenticator, Issuer};
+use tollgate::core::{Authenticator, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -39,7 +39,7 @@ fn authenticator(store: Arc<MemoryStore>, credits: Credits, binding: IpBinding) 
     let policies = Policies::new(store).credits(credits).ip_binding(binding);
     Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use support::{Signer, good_claims, now};
 use tollgate::axum::{AuthLayer, Claims};
 use tollgate::core::policy::{CreditStore, Credits, Policies, RevocationStore};
-use tollgate::core::{Authenticator, Issuer};
+use tollgate::core::{Authenticator, TrustedIssuer};
 use tollgate::redis::RedisStore;
 use tollgate_conformance::redis_server::RedisServer;
 use tollgate_conformance::unique;
@@ -31,7 +31,7 @@ async fn instance(redis_url: &str) -> (SocketAddr, Arc<RedisStore>) {
     let store = Arc::new(RedisStore::connect(redis_url).await.unwrap());
     let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(ISS)
+            TrustedIssuer::new(ISS)
                 .audience("api")
                 .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
         )

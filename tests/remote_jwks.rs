@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{JwksServer, Signer, good_claims};
-use tollgate::core::{Authenticator, Error, Issuer, RemoteOptions, error_response};
+use tollgate::core::{Authenticator, Error, RemoteOptions, TrustedIssuer, error_response};
 
-fn remote_issuer(server: &JwksServer) -> Issuer {
-    Issuer::new(server.base())
+fn remote_issuer(server: &JwksServer) -> TrustedIssuer {
+    TrustedIssuer::new(server.base())
         .audience("api")
         .jwks_url(server.jwks_url())
 }
@@ -194,7 +194,7 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
     let discovery = format!("{}/.well-known/openid-configuration", server.base());
     let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(server.base())
+            TrustedIssuer::new(server.base())
                 .audience("api")
                 .discovery_url(discovery.clone()),
         )
@@ -208,7 +208,7 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
     server.state.lock().unwrap().discovery_issuer = Some("https://impostor.example".into());
     let wrong = Authenticator::builder()
         .issuer(
-            Issuer::new(server.base())
+            TrustedIssuer::new(server.base())
                 .audience("api")
                 .discovery_url(discovery),
         )
@@ -233,7 +233,7 @@ async fn two_issuers_side_by_side() {
     let auth = Authenticator::builder()
         .issuer(remote_issuer(&server))
         .issuer(
-            Issuer::new("https://local.example")
+            TrustedIssuer::new("https://local.example")
                 .audience("api")
                 .key(local.verifying_key().with_kid("l")),
         )
@@ -311,7 +311,7 @@ async fn unreachable_endpoint_is_temporary_not_invalid() {
     let iss = format!("http://{addr}");
     let auth = Authenticator::builder()
         .issuer(
-            Issuer::new(iss.clone())
+            TrustedIssuer::new(iss.clone())
                 .audience("api")
                 .jwks_url(format!("{iss}/keys")),
         )

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Signer, good_claims, now};
-use tollgate::core::{Algorithm, Authenticator, Error, Issuer, NoClaims, Verified, error_response};
+use tollgate::core::{Algorithm, Authenticator, Error, TrustedIssuer, Verified, error_response};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -21,13 +21,13 @@ fn signer() -> Signer {
     Signer::hs256(SECRET)
 }
 
-fn issuer() -> Issuer {
-    Issuer::new(ISS)
+fn issuer() -> TrustedIssuer {
+    TrustedIssuer::new(ISS)
         .audience("api")
         .key(signer().verifying_key().with_kid("k"))
 }
 
-fn auth_with(issuer: Issuer) -> Authenticator {
+fn auth_with(issuer: TrustedIssuer) -> Authenticator {
     Authenticator::builder()
         .issuer(issuer)
         .without_cache()
@@ -35,11 +35,11 @@ fn auth_with(issuer: Issuer) -> Authenticator {
         .unwrap()
 }
 
-fn verify_with(issuer: Issuer, token: &str) -> Result<Arc<Verified<NoClaims>>, Error> {
+fn verify_with(issuer: TrustedIssuer, token: &str) -> Result<Arc<Verified>, Error> {
     block_on(auth_with(issuer).verify(token))
 }
 
-fn verify(token: &str) -> Result<Arc<Verified<NoClaims>>, Error> {
+fn verify(token: &str) -> Result<Arc<Verified>, Error> {
     verify_with(issuer(), token)
 }
 
@@ -114,7 +114,7 @@ fn an_hmac_token_never_verifies_against_a_public_key() {
         .as_ref()
         .to_vec();
     let forged = Signer::hs256(&public).sign(Some("k"), &good_claims(ISS));
-    let iss = Issuer::new(ISS)
+    let iss = TrustedIssuer::new(ISS)
         .audience("api")
         .key(es.verifying_key().with_kid("k"));
     assert_eq!(
@@ -123,7 +123,9 @@ fn an_hmac_token_never_verifies_against_a_public_key() {
     );
     // Without kid too.
     let forged = Signer::hs256(&public).sign(None, &good_claims(ISS));
-    let iss = Issuer::new(ISS).audience("api").key(es.verifying_key());
+    let iss = TrustedIssuer::new(ISS)
+        .audience("api")
+        .key(es.verifying_key());
     assert_eq!(
         verify_with(iss, &forged).unwrap_err(),
         Error::AlgorithmNotAllowed
@@ -362,16 +364,24 @@ struct Plan {
 
 #[test]
 fn typed_application_claims_from_the_same_payload() {
-    let auth = Authenticator::<Plan>::builder_for()
+    let auth = Authenticator::builder()
+        .check_claims::<Plan>()
         .issuer(issuer())
         .build()
         .unwrap();
     let t = token(json!({"tier": "gold", "credits": "10"}));
     let v = block_on(auth.verify(&t)).unwrap();
-    assert_eq!(v.claims().tier, "gold");
-    assert_eq!(v.claims().credits, 10);
+    assert_eq!(v.claims::<Plan>().unwrap().tier, "gold");
+    assert_eq!(v.claims::<Plan>().unwrap().credits, 10);
     let t = token(json!({"tier": "gold", "credits": 12}));
-    assert_eq!(block_on(auth.verify(&t)).unwrap().claims().credits, 12);
+    assert_eq!(
+        block_on(auth.verify(&t))
+            .unwrap()
+            .claims::<Plan>()
+            .unwrap()
+            .credits,
+        12
+    );
     let t = token(json!({"tier": 5, "credits": 1}));
     assert!(matches!(
         block_on(auth.verify(&t)).unwrap_err(),

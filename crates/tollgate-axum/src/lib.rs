@@ -1,19 +1,25 @@
 //! axum integration for Tollgate.
 //!
-//! Add [`AuthLayer`] to a router, take [`Claims<C>`] in handlers, require
-//! scopes per route with [`RequireScopeLayer`]:
+//! Add [`AuthLayer`] to a router, take [`Claims<C>`] in handlers with your
+//! own claims type, require scopes per route with [`RequireScopeLayer`]:
 //!
 //! ```
 //! use axum::{Router, routing::get};
+//! use serde::Deserialize;
 //! use tollgate_axum::{AuthLayer, Claims, RequireScopeLayer};
-//! use tollgate_core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+//! use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 //!
-//! async fn me(claims: Claims) -> String {
-//!     format!("hello {}", claims.subject().unwrap_or("anonymous"))
+//! #[derive(Deserialize)]
+//! struct Plan {
+//!     tier: String,
 //! }
 //!
-//! let auth: Authenticator = Authenticator::builder()
-//!     .issuer(Issuer::new("https://issuer.example").audience("api")
+//! async fn me(claims: Claims<Plan>) -> String {
+//!     format!("hello {} ({})", claims.subject().unwrap_or("?"), claims.claims().tier)
+//! }
+//!
+//! let auth = Authenticator::builder()
+//!     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
 //!         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).unwrap()))
 //!     .build()
 //!     .unwrap();
@@ -25,149 +31,109 @@
 //! # let _ = app;
 //! ```
 //!
-//! If a handler asks for `Claims` and no `AuthLayer` (with the same claims
-//! type) ran, the answer is 500 with code `invalid_configuration`: a server
-//! mistake, never a silent 401.
+//! A token whose claims do not fit `Plan` gets 401 `invalid_claim` naming
+//! the claim. A handler that asks for `Claims` with no `AuthLayer` in front
+//! of it answers 500 `invalid_configuration`: a server mistake, never a
+//! silent 401.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::ops::Deref;
-use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
-use tollgate_core::{Error, NoClaims, TokenInfo, Verified};
+use serde::de::DeserializeOwned;
+use tollgate_core::NoClaims;
+use tollgate_core::gate::{self, Authentication};
 
 pub use tollgate_tower::{
-    Anonymous, Auth, AuthLayer, Charge, ChargeLayer, RequireScope, RequireScopeLayer, verified,
+    Auth, AuthLayer, Charge, ChargeLayer, Gate, RequireScope, RequireScopeLayer, verified,
 };
 
-/// The verified token of the request, with application claims `C`.
+/// The verified token of the request with the application's claims `C`
+/// (default: none), read on first use and kept with the token. Derefs to
+/// [`gate::Claims`], which derefs to the [`Verified`](tollgate_core::Verified)
+/// token (`subject()`, `scopes()`, ...).
 ///
-/// Derefs to [`Verified<C>`]. Rejections: 401 when the request went on
-/// anonymously ([`AuthLayer::optional`]); 500 when no `AuthLayer<C>` ran.
-/// Take `Option<Claims<C>>` in routes where a token is optional.
-#[derive(Debug)]
-pub struct Claims<C = NoClaims>(pub Arc<Verified<C>>);
-
-impl<C> Clone for Claims<C> {
-    fn clone(&self) -> Self {
-        Claims(self.0.clone())
-    }
-}
+/// Rejections ([`Rejection`]): 401 when the request went on anonymously
+/// ([`AuthLayer::optional`]); 401 `invalid_claim` when the token does not
+/// fit `C`; 500 when no `AuthLayer` ran. Take `Option<Claims<C>>` in routes
+/// where a token is optional.
+#[derive(Debug, Clone)]
+pub struct Claims<C = NoClaims>(pub gate::Claims<C>);
 
 impl<C> Deref for Claims<C> {
-    type Target = Verified<C>;
-    fn deref(&self) -> &Verified<C> {
+    type Target = gate::Claims<C>;
+    fn deref(&self) -> &gate::Claims<C> {
         &self.0
     }
 }
 
-/// Why [`Claims`] or [`Scopes`] could not be extracted.
+/// Why [`Claims`] or [`Scopes`] could not be extracted: the core
+/// [`ClaimsRejection`](gate::ClaimsRejection), as an axum response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClaimsRejection {
-    /// The request went on without a token (optional authentication).
-    Unauthenticated,
-    /// No `AuthLayer` with this claims type ran: a server misconfiguration.
-    MissingAuthLayer,
-}
+pub struct Rejection(pub gate::ClaimsRejection);
 
-impl ClaimsRejection {
-    /// The core error this rejection answers with.
-    pub fn error(&self) -> Error {
-        match self {
-            ClaimsRejection::Unauthenticated => Error::MissingToken,
-            ClaimsRejection::MissingAuthLayer => Error::Config(
-                "no authentication layer with this claims type in front of this handler".into(),
-            ),
-        }
-    }
-}
-
-impl IntoResponse for ClaimsRejection {
+impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let err = self.error();
-        let mut resp = tollgate_core::error_response(&err, None).map(axum_core::body::Body::from);
+        let err = self.0.error();
+        let mut resp = self.0.response().map(axum_core::body::Body::from);
         resp.extensions_mut().insert(err);
         resp
     }
 }
 
-fn missing(parts: &Parts) -> ClaimsRejection {
-    if parts.extensions.get::<Anonymous>().is_some() {
-        ClaimsRejection::Unauthenticated
-    } else {
-        ClaimsRejection::MissingAuthLayer
-    }
+fn found(parts: &Parts) -> Option<&Authentication> {
+    parts.extensions.get::<Authentication>()
 }
 
 impl<S, C> FromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
-    C: Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
-    type Rejection = ClaimsRejection;
+    type Rejection = Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match tollgate_tower::verified::<C>(&parts.extensions) {
-            Some(v) => Ok(Claims(v)),
-            None => Err(missing(parts)),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
+        gate::Claims::from_authentication(found(parts))
+            .map(Claims)
+            .map_err(Rejection)
     }
 }
 
 impl<S, C> OptionalFromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
-    C: Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
 {
-    type Rejection = ClaimsRejection;
+    type Rejection = Rejection;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        match tollgate_tower::verified::<C>(&parts.extensions) {
-            Some(v) => Ok(Some(Claims(v))),
-            None => match missing(parts) {
-                ClaimsRejection::Unauthenticated => Ok(None),
-                other => Err(other),
-            },
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Rejection> {
+        gate::Claims::optional(found(parts))
+            .map(|c| c.map(Claims))
+            .map_err(Rejection)
     }
 }
 
-/// The scopes of the request's token, whatever its claims type.
-#[derive(Clone)]
-pub struct Scopes(Arc<dyn TokenInfo>);
+/// The scopes of the request's token. Derefs to [`gate::Scopes`].
+#[derive(Debug, Clone)]
+pub struct Scopes(pub gate::Scopes);
 
-impl std::fmt::Debug for Scopes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl Scopes {
-    /// Each scope.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.scope().split(' ').filter(|s| !s.is_empty())
-    }
-
-    /// True when the token carries `scope`.
-    pub fn contains(&self, scope: &str) -> bool {
-        self.0.has_scope(scope)
+impl Deref for Scopes {
+    type Target = gate::Scopes;
+    fn deref(&self) -> &gate::Scopes {
+        &self.0
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Scopes {
-    type Rejection = ClaimsRejection;
+    type Rejection = Rejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Arc<dyn TokenInfo>>() {
-            Some(t) => Ok(Scopes(t.clone())),
-            None => Err(missing(parts)),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Rejection> {
+        gate::Scopes::from_authentication(found(parts))
+            .map(Scopes)
+            .map_err(Rejection)
     }
 }

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use tollgate_core::policy::MemoryStore;
-use tollgate_core::{Authenticator, Issuer, KeySet};
+use tollgate_core::{Authenticator, KeySet, TrustedIssuer};
 use tollgate_issuer::{Client, KeyRing, MintRequest, Settings, TokenServer, write_private};
 
 use crate::config::Config;
@@ -476,7 +476,7 @@ fn inspect(
             _ => None,
         })
         .ok_or_else(|| Failure::Usage("the token has no `aud`; give --aud".into()))?;
-    let mut issuer = Issuer::new(iss).audience(aud);
+    let mut issuer = TrustedIssuer::new(iss).audience(aud);
     if jwks.starts_with("http://") || jwks.starts_with("https://") {
         issuer = issuer.jwks_url(jwks);
     } else {

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::routing::get;
 use tollgate_axum::{AuthLayer, Claims};
 use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies, Store};
-use tollgate_core::{Algorithm, Authenticator, Issuer};
+use tollgate_core::{Algorithm, Authenticator, TrustedIssuer};
 use tollgate_issuer::{Client, KeyRing, Settings, TokenServer};
 
 use crate::config::Config;
@@ -162,7 +162,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         // The demo API verifies like any Tollgate API: keys from the JWKS URL.
         let auth: Authenticator = Authenticator::builder()
             .issuer(
-                Issuer::new(issuer_url.clone())
+                TrustedIssuer::new(issuer_url.clone())
                     .audience(demo_audience(&issuer_url))
                     .jwks_url(format!("{issuer_url}/.well-known/jwks.json")),
             )

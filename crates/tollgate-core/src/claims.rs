@@ -1,5 +1,5 @@
-//! The claims of a verified token: registered claims read strictly, plus the
-//! application's own claims type, from one parse of the payload.
+//! The claims of a verified token: the registered claims, read strictly at
+//! verification, and the application's own claims type, read on demand.
 //!
 //! ```
 //! use serde::Deserialize;
@@ -9,43 +9,48 @@
 //!     tier: String,
 //! }
 //!
-//! # fn handler(token: &tollgate_core::Verified<Plan>) {
-//! if token.has_scope("reports:read") && token.claims().tier == "gold" {
+//! # fn handler(token: &tollgate_core::Verified) -> Result<(), tollgate_core::Error> {
+//! if token.has_scope("reports:read") && token.claims::<Plan>()?.tier == "gold" {
 //!     // ...
 //! }
-//! # }
+//! # Ok(()) }
 //! ```
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 use crate::algorithm::Algorithm;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::net::IpNet;
+use crate::payload::{Payload, Registered};
 
 /// The claims type used when the application reads none of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct NoClaims {}
 
-/// A token that passed every check: its registered claims and the
-/// application's claims `C`.
-#[derive(Clone)]
-pub struct Verified<C = NoClaims> {
+/// Application claims already read from one token, one entry per type.
+type TypedClaims = RwLock<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>;
+
+/// A token that passed every check: its registered claims, and its payload
+/// for the application's claims types ([`claims`](Self::claims)).
+pub struct Verified {
     pub(crate) issuer: Arc<str>,
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<Arc<str>>,
     pub(crate) reg: Registered,
     pub(crate) credits: Option<u64>,
-    pub(crate) addresses: Option<Box<[crate::policy::IpNet]>>,
-    pub(crate) claims: C,
+    pub(crate) addresses: Option<Box<[IpNet]>>,
+    /// The decoded payload: application claims are read from it on demand.
+    pub(crate) payload: Box<str>,
+    pub(crate) typed: TypedClaims,
 }
 
-impl<C> fmt::Debug for Verified<C> {
+impl fmt::Debug for Verified {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verified")
             .field("iss", &self.issuer)
@@ -57,7 +62,7 @@ impl<C> fmt::Debug for Verified<C> {
     }
 }
 
-impl<C> Verified<C> {
+impl Verified {
     /// `iss`: the issuer, exactly as configured.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -103,7 +108,7 @@ impl<C> Verified<C> {
         self.credits
     }
     /// The client addresses the token is bound to (the policies' address claim).
-    pub fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]> {
+    pub fn bound_addresses(&self) -> Option<&[IpNet]> {
         self.addresses.as_deref()
     }
     /// The algorithm the token was signed with.
@@ -114,19 +119,42 @@ impl<C> Verified<C> {
     pub fn key_id(&self) -> Option<&str> {
         self.kid.as_deref()
     }
-    /// The application's claims.
-    pub fn claims(&self) -> &C {
-        &self.claims
-    }
-    /// Takes the application's claims out.
-    pub fn into_claims(self) -> C {
-        self.claims
+
+    /// The application's claims `C`, read from the payload the first time a
+    /// type is asked for and kept with the token after that: a token served
+    /// from the verified-token cache is read once per type, not once per
+    /// request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidClaim`](crate::Error::InvalidClaim) naming the claim
+    /// when the payload does not fit `C` (a required field missing, a value
+    /// of the wrong type). The message never holds a claim's value.
+    pub fn claims<C>(&self) -> Result<Arc<C>>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
+        let id = TypeId::of::<C>();
+        let found = {
+            let typed = self.typed.read().unwrap_or_else(|p| p.into_inner());
+            typed.iter().find(|(t, _)| *t == id).map(|(_, c)| c.clone())
+        };
+        if let Some(c) = found.and_then(|c| c.downcast::<C>().ok()) {
+            return Ok(c);
+        }
+        let claims =
+            Arc::new(Payload::parse_serde(self.payload.as_bytes(), true, true)?.claims::<C>()?);
+        let mut typed = self.typed.write().unwrap_or_else(|p| p.into_inner());
+        if !typed.iter().any(|(t, _)| *t == id) {
+            typed.push((id, claims.clone()));
+        }
+        Ok(claims)
     }
 }
 
-/// The registered claims of a verified token, whatever its application
-/// claims type: what layers that do not know `C` (scope checks, logging)
-/// read. Implemented by [`Verified`].
+/// The registered claims of a verified token, as the policies and scope
+/// checks read them. Implemented by [`Verified`]; tests of a store or a
+/// policy may implement it for a token of their own.
 pub trait TokenInfo: Send + Sync + 'static {
     /// `iss`.
     fn issuer(&self) -> &str;
@@ -145,19 +173,16 @@ pub trait TokenInfo: Send + Sync + 'static {
     /// The allowance of a metered token, if the policies meter credits.
     fn credits(&self) -> Option<u64>;
     /// The client addresses the token is bound to, if the policies bind.
-    fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]>;
+    fn bound_addresses(&self) -> Option<&[IpNet]>;
     /// All scopes, space-delimited.
     fn scope(&self) -> &str;
     /// True when the token carries `scope`.
     fn has_scope(&self, scope: &str) -> bool {
         self.scope().split(' ').any(|s| s == scope)
     }
-    /// The token as `Any`, to recover the typed [`Verified<C>`] with
-    /// `Arc::downcast`.
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
-impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
+impl TokenInfo for Verified {
     fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -182,464 +207,11 @@ impl<C: Send + Sync + 'static> TokenInfo for Verified<C> {
     fn credits(&self) -> Option<u64> {
         self.credits
     }
-    fn bound_addresses(&self) -> Option<&[crate::policy::IpNet]> {
+    fn bound_addresses(&self) -> Option<&[IpNet]> {
         self.addresses.as_deref()
     }
     fn scope(&self) -> &str {
         &self.reg.scopes
-    }
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
-/// Registered claims, strictly typed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Registered {
-    pub(crate) sub: Option<String>,
-    /// `None` when absent.
-    pub(crate) aud: Option<StringOrList>,
-    pub(crate) exp: i64,
-    pub(crate) has_exp: bool,
-    pub(crate) nbf: Option<i64>,
-    pub(crate) iat: Option<i64>,
-    pub(crate) jti: Option<String>,
-    pub(crate) client_id: Option<String>,
-    /// Space-delimited, as in `scope` (RFC 6749 §3.3).
-    pub(crate) scopes: String,
-}
-
-impl Registered {
-    pub(crate) fn audiences(&self) -> &[String] {
-        match &self.aud {
-            None => &[],
-            Some(StringOrList::One(s)) => std::slice::from_ref(s),
-            Some(StringOrList::Many(v)) => v,
-        }
-    }
-}
-
-/// The payload read once: registered claims checked for type, every member
-/// kept raw for the application's type and for required-claim checks.
-pub(crate) struct Payload<'p> {
-    /// `Some(Ok)` a string, `Some(Err)` present but not a string.
-    pub(crate) iss: Option<std::result::Result<Cow<'p, str>, ()>>,
-    pub(crate) reg: Registered,
-    /// Every member's name, and its raw value when kept.
-    pub(crate) members: Vec<(Cow<'p, str>, Option<&'p RawValue>)>,
-}
-
-impl<'p> Payload<'p> {
-    /// Reads the payload in one pass. With `keep_raw`, every member's raw
-    /// JSON is kept for the application's claims type; without, registered
-    /// claims are read straight into their types and other values skipped.
-    pub(crate) fn parse(bytes: &'p [u8], keep_raw: bool, keep_names: bool) -> Result<Payload<'p>> {
-        if !keep_raw && let Some(p) = crate::fastjson::read(bytes, keep_names) {
-            return Ok(p);
-        }
-        Self::parse_serde(bytes, keep_raw, keep_names)
-    }
-
-    /// The reference reader: serde_json, every error decided here.
-    pub(crate) fn parse_serde(
-        bytes: &'p [u8],
-        keep_raw: bool,
-        keep_names: bool,
-    ) -> Result<Payload<'p>> {
-        let mut bad_claim = None;
-        let visitor = PayloadVisitor {
-            keep_raw,
-            keep_names: keep_names || keep_raw,
-            bad_claim: &mut bad_claim,
-            _p: std::marker::PhantomData,
-        };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed = de
-            .deserialize_map(visitor)
-            .and_then(|p| de.end().map(|()| p));
-        match (parsed, bad_claim) {
-            (Ok(p), _) => Ok(p),
-            (Err(_), Some(name)) => Err(Error::InvalidClaim(name.to_owned())),
-            (Err(e), None) if e.to_string().starts_with(DUPLICATE) => {
-                Err(Error::MalformedToken("duplicate registered claim"))
-            }
-            (Err(_), None) => Err(Error::MalformedToken("payload is not a JSON object")),
-        }
-    }
-
-    /// The raw JSON of a member (kept only when parsed with `keep_raw`).
-    pub(crate) fn raw(&self, claim: &str) -> Option<&'p RawValue> {
-        self.members
-            .iter()
-            .find(|(n, _)| n == claim)
-            .and_then(|(_, v)| *v)
-    }
-
-    pub(crate) fn has(&self, claim: &str) -> bool {
-        self.members.iter().any(|(n, _)| n == claim)
-    }
-
-    /// Deserializes the application's claims from the members already read.
-    pub(crate) fn claims<C: DeserializeOwned + 'static>(&self) -> Result<C> {
-        // Nothing to read for `NoClaims`: skip walking the members again.
-        if let Some(slot) = (&mut Some(NoClaims {}) as &mut dyn Any).downcast_mut::<Option<C>>()
-            && let Some(c) = slot.take()
-        {
-            return Ok(c);
-        }
-        let iter = self
-            .members
-            .iter()
-            .filter_map(|(n, v)| Some((CowKey(n.as_ref()), (*v)?)));
-        let de = de::value::MapDeserializer::<_, serde_json::Error>::new(iter);
-        C::deserialize(de).map_err(|e| Error::InvalidClaim(claim_name_of(&e)))
-    }
-}
-
-/// The claim name a serde error points at, without echoing any value.
-fn claim_name_of(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    for marker in ["missing field `", "duplicate field `"] {
-        if let Some(rest) = msg.split(marker).nth(1)
-            && let Some(name) = rest.split('`').next()
-        {
-            return name.to_owned();
-        }
-    }
-    "application claims".to_owned()
-}
-
-struct CowKey<'a>(&'a str);
-
-impl<'de, 'a: 'de> IntoDeserializer<'de, serde_json::Error> for CowKey<'a> {
-    type Deserializer = de::value::BorrowedStrDeserializer<'de, serde_json::Error>;
-    fn into_deserializer(self) -> Self::Deserializer {
-        de::value::BorrowedStrDeserializer::new(self.0)
-    }
-}
-
-/// Adds `scope` or `scp` to the scopes: a string as is (space-delimited), an
-/// array joined with spaces. An array element that is empty or holds a space
-/// is no scope token (RFC 6749 §3.3).
-pub(crate) fn add_scopes(
-    reg: &mut Registered,
-    scopes: StringOrList,
-) -> std::result::Result<(), ()> {
-    match scopes {
-        StringOrList::One(s) if reg.scopes.is_empty() => reg.scopes = s,
-        StringOrList::One(s) => {
-            reg.scopes.push(' ');
-            reg.scopes.push_str(&s);
-        }
-        StringOrList::Many(v) => {
-            for s in v {
-                if s.is_empty() || s.contains(' ') {
-                    return Err(());
-                }
-                if !reg.scopes.is_empty() {
-                    reg.scopes.push(' ');
-                }
-                reg.scopes.push_str(&s);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A string or an array of strings, read without serde's untagged buffering.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum StringOrList {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for StringOrList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StringOrList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<StringOrList, E> {
-                Ok(StringOrList::One(v.to_owned()))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<StringOrList, A::Error> {
-                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(2));
-                while let Some(s) = seq.next_element::<String>()? {
-                    v.push(s);
-                }
-                Ok(StringOrList::Many(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A member name, borrowed from the payload unless it had escapes.
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(
-                self,
-                v: &'de str,
-            ) -> std::result::Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-const DUPLICATE: &str = "duplicate registered claim";
-
-/// The registered claims Tollgate reads, as bits for duplicate detection.
-#[derive(Clone, Copy)]
-pub(crate) enum Reg {
-    Iss = 1,
-    Sub = 2,
-    Aud = 4,
-    Exp = 8,
-    Nbf = 16,
-    Iat = 32,
-    Jti = 64,
-    ClientId = 128,
-    Scope = 256,
-    Scp = 512,
-}
-
-impl Reg {
-    pub(crate) fn of(name: &str) -> Option<Reg> {
-        Some(match name {
-            "iss" => Reg::Iss,
-            "sub" => Reg::Sub,
-            "aud" => Reg::Aud,
-            "exp" => Reg::Exp,
-            "nbf" => Reg::Nbf,
-            "iat" => Reg::Iat,
-            "jti" => Reg::Jti,
-            "client_id" => Reg::ClientId,
-            "scope" => Reg::Scope,
-            "scp" => Reg::Scp,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Reg::Iss => "iss",
-            Reg::Sub => "sub",
-            Reg::Aud => "aud",
-            Reg::Exp => "exp",
-            Reg::Nbf => "nbf",
-            Reg::Iat => "iat",
-            Reg::Jti => "jti",
-            Reg::ClientId => "client_id",
-            Reg::Scope => "scope",
-            Reg::Scp => "scp",
-        }
-    }
-}
-
-struct PayloadVisitor<'b, 'p> {
-    keep_raw: bool,
-    keep_names: bool,
-    bad_claim: &'b mut Option<&'static str>,
-    _p: std::marker::PhantomData<&'p ()>,
-}
-
-impl<'de: 'p, 'p> Visitor<'de> for PayloadVisitor<'_, 'p> {
-    type Value = Payload<'p>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Payload<'p>, A::Error> {
-        let mut reg = Registered::default();
-        let mut iss = None;
-        let mut members = Vec::with_capacity(if self.keep_names { 12 } else { 0 });
-        let mut seen = 0u16;
-        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-            let which = Reg::of(&name);
-            if let Some(r) = which {
-                // Two parsers reading different values of a duplicated claim
-                // is a classic confusion; a duplicated registered claim is refused.
-                if seen & r as u16 != 0 {
-                    return Err(de::Error::custom(DUPLICATE));
-                }
-                seen |= r as u16;
-            }
-            let raw = match (which, self.keep_raw) {
-                (Some(r), false) => {
-                    map.next_value_seed(ClaimSeed {
-                        reg: &mut reg,
-                        iss: &mut iss,
-                        which: r,
-                        bad: &mut *self.bad_claim,
-                    })?;
-                    None
-                }
-                (Some(r), true) => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    ClaimSeed {
-                        reg: &mut reg,
-                        iss: &mut iss,
-                        which: r,
-                        bad: &mut *self.bad_claim,
-                    }
-                    .deserialize(raw)
-                    .map_err(de::Error::custom)?;
-                    Some(raw)
-                }
-                (None, false) => {
-                    map.next_value::<de::IgnoredAny>()?;
-                    None
-                }
-                (None, true) => Some(map.next_value::<&'de RawValue>()?),
-            };
-            if self.keep_names {
-                members.push((name, raw));
-            }
-        }
-        Ok(Payload { iss, reg, members })
-    }
-}
-
-/// Reads one registered claim into its strict type.
-struct ClaimSeed<'r, 'de> {
-    reg: &'r mut Registered,
-    iss: &'r mut Option<std::result::Result<Cow<'de, str>, ()>>,
-    which: Reg,
-    bad: &'r mut Option<&'static str>,
-}
-
-impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        let ClaimSeed {
-            reg,
-            iss,
-            which,
-            bad,
-        } = self;
-        *bad = Some(which.name());
-        match which {
-            Reg::Iss => *iss = Some(d.deserialize_any(IssVisitor)?),
-            Reg::Sub => reg.sub = Some(String::deserialize(d)?),
-            Reg::Jti => reg.jti = Some(String::deserialize(d)?),
-            Reg::ClientId => reg.client_id = Some(String::deserialize(d)?),
-            Reg::Aud => {
-                reg.aud = Some(StringOrList::deserialize(d)?);
-            }
-            Reg::Exp | Reg::Nbf | Reg::Iat => {
-                let t = d.deserialize_any(NumericDateVisitor)?;
-                match which {
-                    Reg::Exp => {
-                        reg.exp = t;
-                        reg.has_exp = true;
-                    }
-                    Reg::Nbf => reg.nbf = Some(t),
-                    _ => reg.iat = Some(t),
-                }
-            }
-            Reg::Scope | Reg::Scp => {
-                add_scopes(reg, StringOrList::deserialize(d)?)
-                    .map_err(|()| de::Error::custom("bad scope token"))?;
-            }
-        }
-        *bad = None;
-        Ok(())
-    }
-}
-
-/// NumericDate (RFC 7519 §2): a JSON number, possibly fractional; the whole
-/// seconds are kept. Strings, booleans, and out-of-range numbers are refused.
-struct NumericDateVisitor;
-
-impl Visitor<'_> for NumericDateVisitor {
-    type Value = i64;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a NumericDate")
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<i64, E> {
-        Ok(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<i64, E> {
-        i64::try_from(v).map_err(|_| E::custom("NumericDate out of range"))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<i64, E> {
-        if v.is_finite() && v.abs() < 1e15 {
-            Ok(v.floor() as i64)
-        } else {
-            Err(E::custom("NumericDate out of range"))
-        }
-    }
-}
-
-/// `iss` of any JSON type: `Ok` for a string, `Err` for anything else (the
-/// authenticator rejects it as an invalid issuer, never skips the check).
-struct IssVisitor;
-
-impl<'de> Visitor<'de> for IssVisitor {
-    type Value = std::result::Result<Cow<'de, str>, ()>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
-        Ok(Ok(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(Ok(Cow::Owned(v.to_owned())))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Self::Value, E> {
-        Ok(Err(()))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Self::Value, E> {
-        Ok(Err(()))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Self::Value, E> {
-        Ok(Err(()))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
-        Ok(Err(()))
-    }
-    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
-        Ok(Err(()))
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Err(()))
-    }
-    fn visit_map<A: MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(Err(()))
     }
 }
 
@@ -670,82 +242,5 @@ pub fn u64_or_string<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64
         N::Str(s) => s
             .parse::<u64>()
             .map_err(|_| de::Error::custom("expected a non-negative integer or a numeric string")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registered_types_are_strict() {
-        for raw in [false, true] {
-            registered_types_are_strict_in(raw);
-        }
-    }
-
-    fn registered_types_are_strict_in(raw: bool) {
-        let p = Payload::parse(
-            br#"{"iss":"a","aud":["x","y"],"exp":10.5,"scope":"a b","scp":["b","c"]}"#,
-            raw,
-            false,
-        )
-        .unwrap();
-        assert_eq!(p.iss, Some(Ok("a".into())));
-        assert_eq!(p.reg.audiences(), ["x", "y"]);
-        assert_eq!(p.reg.exp, 10);
-        assert_eq!(p.reg.scopes, "a b b c");
-        assert_eq!(
-            Payload::parse(br#"{"iss":["a"]}"#, raw, true).unwrap().iss,
-            Some(Err(()))
-        );
-        for bad in [
-            r#"{"exp":"10"}"#,
-            r#"{"aud":5}"#,
-            r#"{"aud":["a",5]}"#,
-            r#"{"nbf":true}"#,
-            r#"{"sub":1}"#,
-            r#"{"scope":{"a":1}}"#,
-            r#"{"exp":1e300}"#,
-        ] {
-            assert!(
-                matches!(
-                    Payload::parse(bad.as_bytes(), raw, true),
-                    Err(Error::InvalidClaim(_))
-                ),
-                "{bad}"
-            );
-        }
-        assert!(matches!(
-            Payload::parse(br#"{"exp":1,"exp":2}"#, raw, true),
-            Err(Error::MalformedToken(_))
-        ));
-        assert!(matches!(
-            Payload::parse(b"[1]", raw, true),
-            Err(Error::MalformedToken(_))
-        ));
-    }
-
-    #[test]
-    fn application_claims_from_the_same_parse() {
-        #[derive(Deserialize)]
-        struct App {
-            sub: String,
-            tier: String,
-            #[serde(default)]
-            n: Option<u32>,
-        }
-        let p = Payload::parse(br#"{"sub":"s","tier":"gold\u0021","exp":1}"#, true, true).unwrap();
-        let app: App = p.claims().unwrap();
-        assert_eq!(
-            (app.sub.as_str(), app.tier.as_str(), app.n),
-            ("s", "gold!", None)
-        );
-        let p = Payload::parse(br#"{"sub":"s"}"#, true, true).unwrap();
-        assert_eq!(
-            p.claims::<App>().err(),
-            Some(Error::InvalidClaim("tier".into()))
-        );
-        let _: NoClaims = p.claims().unwrap();
     }
 }

@@ -23,6 +23,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Uri};
 
 use crate::error::{Error, Result};
+use crate::gate::RequestView;
 
 /// Default bound on a token's size: 8 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -105,21 +106,27 @@ impl BearerExtractor {
         self.extract_inner(headers, uri, true)
     }
 
-    /// Like [`extract`](Self::extract), except that a token from the
-    /// `Authorization` header is not yet checked for token68 characters:
-    /// call [`check`](Self::check) before verifying it. Layers use this to
-    /// look a token up in the verified-token cache first (a cached token
-    /// passed the check before) and scan only on a miss.
-    pub fn extract_unchecked<'r>(
-        &self,
-        headers: &'r HeaderMap,
-        uri: &'r Uri,
-    ) -> Result<Cow<'r, str>> {
-        self.extract_inner(headers, uri, false)
+    /// The token of a request the gate sees, not yet checked for token68
+    /// characters when it came from the `Authorization` header: the gate
+    /// looks it up in the verified-token cache first (a cached token passed
+    /// the check before) and calls [`check`](Self::check) only on a miss.
+    pub(crate) fn extract_unchecked<'r, R: RequestView>(&self, req: &'r R) -> Result<Cow<'r, str>> {
+        let cookies = self
+            .cookie
+            .as_ref()
+            .map(|_| req.header_values("cookie"))
+            .into_iter()
+            .flatten();
+        self.extract_from(
+            req.header_values("authorization"),
+            cookies,
+            req.query(),
+            false,
+        )
     }
 
     /// The token68 and size check that [`extract`](Self::extract) applies.
-    pub fn check(&self, token: &str) -> Result<()> {
+    pub(crate) fn check(&self, token: &str) -> Result<()> {
         check_token(token, self.max_len)
     }
 
@@ -144,11 +151,10 @@ impl BearerExtractor {
         )
     }
 
-    /// The same extraction from raw parts, for frameworks on other `http`
-    /// versions: every `Authorization` value, every `Cookie` value, and the
-    /// query string. With `check_chars` false, a header token still needs
-    /// [`check`](Self::check) (as with [`extract_unchecked`](Self::extract_unchecked)).
-    pub fn extract_from<'r>(
+    /// The extraction from raw parts: every `Authorization` value, every
+    /// `Cookie` value, and the query string. With `check_chars` false, a
+    /// header token still needs [`check`](Self::check).
+    fn extract_from<'r>(
         &self,
         authorization: impl IntoIterator<Item = &'r [u8]>,
         cookies: impl IntoIterator<Item = &'r [u8]>,
@@ -326,11 +332,16 @@ mod tests {
             Err(Error::MultipleTokens)
         );
         // The unchecked form defers the character check, nothing else.
-        let h = hdrs(&["Bearer a b"]);
-        let t = e.extract_unchecked(&h, &uri).unwrap();
+        let unchecked = |h: &HeaderMap| {
+            let mut req = http::Request::new(());
+            *req.headers_mut() = h.clone();
+            let view = crate::gate::HttpRequest::new(&req, None);
+            e.extract_unchecked(&view).map(|t| t.into_owned())
+        };
+        let t = unchecked(&hdrs(&["Bearer a b"])).unwrap();
         assert_eq!(e.check(&t), Err(Error::MalformedAuthorization));
         assert_eq!(
-            e.extract_unchecked(&hdrs(&["Bearer "]), &uri),
+            unchecked(&hdrs(&["Bearer "])),
             Err(Error::MalformedAuthorization)
         );
         let small = BearerExtractor::new().max_len(4);

@@ -10,6 +10,7 @@
 //! [`Authenticator`](crate::Authenticator) for bearer tokens.
 
 use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -168,6 +169,56 @@ pub fn verify_compact(token: &str, key: &VerifyingKey) -> Result<Vec<u8>> {
     }
     check_signature(key, &compact)?;
     decode_part(compact.payload, "payload is not base64url")
+}
+
+/// A JOSE header, decoded.
+#[derive(Clone)]
+pub(crate) struct HeaderInfo {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<Arc<str>>,
+    pub(crate) typ: Option<Arc<str>>,
+}
+
+/// Encoded headers of tokens that verified, decoded once. Tokens of one
+/// issuer share a handful of headers (one per key), so this saves the header
+/// decode on almost every request. Only headers of verified tokens enter;
+/// the list is short, scanned by length then bytes, and starts over when full.
+#[derive(Default)]
+pub(crate) struct KnownHeaders(RwLock<Vec<(Box<str>, HeaderInfo)>>);
+
+const KNOWN_HEADERS_MAX: usize = 16;
+
+impl KnownHeaders {
+    pub(crate) fn get(&self, encoded: &str) -> Option<HeaderInfo> {
+        let list = self.0.read().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .find(|(e, _)| e.len() == encoded.len() && **e == *encoded)
+            .map(|(_, h)| h.clone())
+    }
+
+    pub(crate) fn insert(&self, encoded: &str, info: &HeaderInfo) {
+        let mut list = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if list.iter().any(|(e, _)| **e == *encoded) {
+            return;
+        }
+        if list.len() >= KNOWN_HEADERS_MAX {
+            list.clear();
+        }
+        list.push((encoded.into(), info.clone()));
+    }
+}
+
+impl HeaderInfo {
+    /// Decodes and parses an encoded header (`alg` known, no `crit`).
+    pub(crate) fn decode(encoded: &str) -> Result<HeaderInfo> {
+        let bytes = decode_part(encoded, "header is not base64url")?;
+        let (h, alg) = parse_header(&bytes)?;
+        Ok(HeaderInfo {
+            alg,
+            kid: h.kid.as_deref().map(Arc::from),
+            typ: h.typ.as_deref().map(Arc::from),
+        })
+    }
 }
 
 #[cfg(test)]

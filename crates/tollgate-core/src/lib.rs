@@ -3,12 +3,12 @@
 //! with its HTTP mapping.
 //!
 //! ```no_run
-//! use tollgate_core::{Authenticator, BearerExtractor, Issuer};
+//! use tollgate_core::{Authenticator, BearerExtractor, TrustedIssuer};
 //!
 //! # async fn run(req: http::Request<()>) -> Result<(), tollgate_core::Error> {
-//! let auth: Authenticator = Authenticator::builder()
+//! let auth = Authenticator::builder()
 //!     .issuer(
-//!         Issuer::new("https://issuer.example")
+//!         TrustedIssuer::new("https://issuer.example")
 //!             .audience("https://api.example")
 //!             .jwks_url("https://issuer.example/.well-known/jwks.json"),
 //!     )
@@ -22,27 +22,35 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod algorithm;
 mod authenticator;
 mod cache;
 pub mod claims;
+mod clock;
 mod error;
 mod extract;
-mod fastjson;
+pub mod gate;
+mod issuer;
 pub mod jws;
 mod key;
 mod keyset;
+mod net;
+mod payload;
 pub mod policy;
 mod remote;
 mod response;
 mod scope;
+mod validation;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};
-pub use authenticator::{Authenticator, AuthenticatorBuilder, DEFAULT_LEEWAY, Issuer};
+pub use authenticator::{Authenticator, AuthenticatorBuilder};
 pub use claims::{NoClaims, TokenInfo, Verified};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BearerError, Error, Result};
 pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
+pub use issuer::{DEFAULT_LEEWAY, TrustedIssuer};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};
 pub use keyset::KeySet;
 pub use remote::RemoteOptions;
@@ -50,3 +58,6 @@ pub use response::{
     CREDITS_LIMIT, CREDITS_REMAINING, error_response, problem_json, www_authenticate,
 };
 pub use scope::ScopeRequirement;
+
+#[doc(hidden)]
+pub use http as __http;

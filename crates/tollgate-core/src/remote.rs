@@ -14,7 +14,7 @@
 //!   [`Error::KeysUnavailable`] (503), never "invalid token".
 
 use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -106,11 +106,7 @@ pub(crate) enum Lookup {
     Fail(Error),
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use crate::clock::unix_now_ms as now_ms;
 
 impl RemoteKeys {
     pub(crate) fn new(issuer: Arc<str>, location: Location, opts: RemoteOptions) -> Result<Self> {

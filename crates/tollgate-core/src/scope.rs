@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::claims::TokenInfo;
 use crate::error::{Error, Result};
+use crate::gate::Authentication;
 
 /// Scopes a resource requires: all of them, or any one.
 ///
@@ -61,5 +62,78 @@ impl ScopeRequirement {
                 required: self.joined.to_string(),
             })
         }
+    }
+}
+
+impl ScopeRequirement {
+    /// The check a scope layer makes of a request, from what the gate left
+    /// in it: the token's scopes, 401 for an anonymous request, 500 when no
+    /// authentication layer ran (see [`Authentication::token`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InsufficientScope`], [`Error::MissingToken`] or
+    /// [`Error::Config`].
+    pub fn check_request(&self, found: Option<&Authentication>) -> Result<()> {
+        match Authentication::token(found) {
+            Ok(token) => self.check(&**token),
+            Err(rejection) => Err(rejection.error()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Token(&'static str);
+
+    impl TokenInfo for Token {
+        fn issuer(&self) -> &str {
+            "i"
+        }
+        fn subject(&self) -> Option<&str> {
+            None
+        }
+        fn client_id(&self) -> Option<&str> {
+            None
+        }
+        fn token_id(&self) -> Option<&str> {
+            None
+        }
+        fn key_id(&self) -> Option<&str> {
+            None
+        }
+        fn expires_at(&self) -> i64 {
+            0
+        }
+        fn issued_at(&self) -> Option<i64> {
+            None
+        }
+        fn credits(&self) -> Option<u64> {
+            None
+        }
+        fn bound_addresses(&self) -> Option<&[crate::net::IpNet]> {
+            None
+        }
+        fn scope(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[test]
+    fn all_and_any() {
+        let all = ScopeRequirement::all(["a", "b"]);
+        let any = ScopeRequirement::any(["a", "b"]);
+        assert!(all.check(&Token("b a c")).is_ok());
+        assert_eq!(
+            all.check(&Token("a c")),
+            Err(Error::InsufficientScope {
+                required: "a b".into()
+            })
+        );
+        assert!(any.check(&Token("c b")).is_ok());
+        assert!(any.check(&Token("c ab")).is_err());
+        assert!(any.check(&Token("")).is_err());
     }
 }

@@ -46,7 +46,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tollgate_core::policy::{Credits, IpBinding, IpNet, Policies, Store, token_ref};
-use tollgate_core::{Authenticator, Issuer, TokenInfo};
+use tollgate_core::{Authenticator, TokenInfo, TrustedIssuer};
 
 pub use clients::{Client, hash_secret, is_valid_hash, new_secret, verify_secret};
 pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
@@ -541,10 +541,7 @@ impl TokenServer {
         token: &str,
     ) -> Result<Arc<tollgate_core::Verified>, tollgate_core::Error> {
         let verifier = read(&self.verifier).clone();
-        match verifier.try_verify(token) {
-            Some(r) => r,
-            None => Err(tollgate_core::Error::KeysUnavailable),
-        }
+        verifier.verify_now(token)
     }
 }
 
@@ -554,7 +551,7 @@ fn build_verifier(
     clients: &HashMap<String, Client>,
     store: &Arc<dyn Store>,
 ) -> Result<Authenticator, tollgate_core::Error> {
-    let mut issuer = Issuer::new(settings.issuer.clone())
+    let mut issuer = TrustedIssuer::new(settings.issuer.clone())
         .keys(ring.key_set()?)
         .require_type("at+jwt");
     let mut any = false;

@@ -1,15 +1,16 @@
 //! [`ChargeLayer`]: a route-level credit cost.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
-use tollgate_core::Error;
-use tollgate_core::policy::{Meter, MeterStep};
+use pin_project_lite::pin_project;
+use tollgate_core::gate::Rejection;
+use tollgate_core::policy::{Meter, MeterFuture, MeterStep};
 use tower_layer::Layer;
 use tower_service::Service;
-
-use crate::auth::ResponseFuture;
 
 /// Sets what a request to these routes costs, replacing the default cost of
 /// the [`AuthLayer`](crate::AuthLayer)'s credit policy. Place it inside the
@@ -29,6 +30,7 @@ use crate::auth::ResponseFuture;
 /// # let _ = report;
 /// ```
 #[derive(Debug, Clone, Copy)]
+#[must_use]
 pub struct ChargeLayer {
     cost: u64,
 }
@@ -58,45 +60,100 @@ pub struct Charge<S> {
     cost: u64,
 }
 
+crate::macros::define_inner_service_accessors!(Charge);
+
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Charge<S>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    ReqB: Send + 'static,
-    ResB: From<String> + Send + 'static,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    ResB: From<String>,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+    type Future = ChargeFuture<S, ReqB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let Some(meter) = req.extensions().get::<Arc<Meter>>().cloned() else {
-            return ResponseFuture::inner(self.inner.call(req));
-        };
-        match meter.set_cost(self.cost) {
-            MeterStep::Ready(Ok(())) => ResponseFuture::inner(self.inner.call(req)),
-            MeterStep::Ready(Err(e)) => ResponseFuture::ready(reject(e)),
-            MeterStep::Pending(step) => {
+        let state = match req
+            .extensions()
+            .get::<Arc<Meter>>()
+            .map(|m| m.set_cost(self.cost))
+        {
+            None | Some(MeterStep::Ready(Ok(()))) => State::Called {
+                fut: self.inner.call(req),
+            },
+            Some(MeterStep::Ready(Err(e))) => State::Refused {
+                res: Some(crate::auth::respond(Rejection::inner(e, None))),
+            },
+            Some(MeterStep::Pending(step)) => {
                 let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting_on(Box::pin(async move {
-                    match step.await {
-                        Ok(()) => inner.call(req).await,
-                        Err(e) => Ok(reject(e)),
-                    }
-                }))
+                let inner = std::mem::replace(&mut self.inner, clone);
+                State::Charging {
+                    step,
+                    inner: Some(inner),
+                    req: Some(req),
+                }
             }
-        }
+        };
+        ChargeFuture { state }
     }
 }
 
-fn reject<B: From<String>>(err: Error) -> Response<B> {
-    tracing::debug!(reason = err.code(), "request rejected");
-    let mut resp = tollgate_core::error_response(&err, None).map(B::from);
-    resp.extensions_mut().insert(err);
-    resp
+pin_project! {
+    /// Response future of [`Charge`].
+    pub struct ChargeFuture<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        #[pin]
+        state: State<S, ReqB>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        Charging { step: MeterFuture, inner: Option<S>, req: Option<Request<ReqB>> },
+        Called { #[pin] fut: S::Future },
+        Refused { res: Option<S::Response> },
+    }
+}
+
+const DONE: &str = "ChargeFuture polled after completion";
+
+impl<S, ReqB, ResB> Future for ChargeFuture<S, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: From<String>,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Charging { step, inner, req } => {
+                    let charged = ready!(step.as_mut().poll(cx));
+                    let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
+                        panic!("{DONE}");
+                    };
+                    match charged {
+                        Ok(()) => state.set(State::Called {
+                            fut: inner.call(req),
+                        }),
+                        Err(e) => state.set(State::Refused {
+                            res: Some(crate::auth::respond(Rejection::inner(e, None))),
+                        }),
+                    }
+                }
+                StateProj::Called { fut } => return fut.poll(cx),
+                StateProj::Refused { res } => return Poll::Ready(Ok(res.take().expect(DONE))),
+            }
+        }
+    }
 }

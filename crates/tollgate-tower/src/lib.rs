@@ -1,20 +1,22 @@
 //! Tower middleware for Tollgate: authenticate bearer tokens, put the
-//! verified claims into the request, answer rejections per RFC 6750 with an
+//! verified token into the request, answer rejections per RFC 6750 with an
 //! RFC 9457 body.
 //!
 //! Works for any tower HTTP service whose response body can be built from a
 //! `String` (axum's `Body`, `http_body_util::Full<Bytes>`, `String`): the
 //! inner service's response passes through untouched, without boxing.
+//! Every decision is the core [`Gate`](tollgate_core::gate::Gate)'s; this
+//! crate converts requests and responses.
 //!
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
-//! use tollgate_core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+//! use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 //! use tollgate_tower::{AuthLayer, RequireScopeLayer};
 //! use tower::{ServiceBuilder, service_fn};
 //!
-//! let auth: Authenticator = Authenticator::builder()
-//!     .issuer(Issuer::new("https://issuer.example").audience("api")
+//! let auth = Authenticator::builder()
+//!     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
 //!         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).unwrap()))
 //!     .build()
 //!     .unwrap();
@@ -28,11 +30,14 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
 mod charge;
+mod macros;
 mod scope;
 
-pub use auth::{Anonymous, Auth, AuthLayer, ResponseFuture, default_peer_address, verified};
-pub use charge::{Charge, ChargeLayer};
-pub use scope::{RequireScope, RequireScopeLayer};
+pub use auth::{Auth, AuthLayer, ResponseFuture, default_peer_address, verified};
+pub use charge::{Charge, ChargeFuture, ChargeLayer};
+pub use scope::{RequireScope, RequireScopeLayer, ScopeFuture};
+pub use tollgate_core::gate::{Authentication, Gate};

@@ -1,15 +1,17 @@
 //! [`RequireScopeLayer`]: route-level scope requirements.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tollgate_core::{Error, ScopeRequirement, TokenInfo};
+use pin_project_lite::pin_project;
+use tollgate_core::ScopeRequirement;
+use tollgate_core::gate::{Authentication, Rejection};
 use tower_layer::Layer;
 use tower_service::Service;
-
-use crate::auth::{Anonymous, ResponseFuture};
 
 /// Requires scopes of the token an [`AuthLayer`](crate::AuthLayer) put in
 /// the request. Place it inside the `AuthLayer` (in axum: `route_layer` on
@@ -28,6 +30,7 @@ use crate::auth::{Anonymous, ResponseFuture};
 /// # let _ = (write, either);
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct RequireScopeLayer {
     require: ScopeRequirement,
     realm: Option<Arc<str>>,
@@ -85,6 +88,8 @@ pub struct RequireScope<S> {
     layer: RequireScopeLayer,
 }
 
+crate::macros::define_inner_service_accessors!(RequireScope);
+
 impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScope<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -92,87 +97,57 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+    type Future = ScopeFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let err = match req.extensions().get::<Arc<dyn TokenInfo>>() {
-            Some(token) => match self.layer.require.check(token.as_ref()) {
-                Ok(()) => return ResponseFuture::inner(self.inner.call(req)),
-                Err(e) => e,
+        let found = req.extensions().get::<Authentication>();
+        let kind = match self.layer.require.check_request(found) {
+            Ok(()) => Kind::Inner {
+                fut: self.inner.call(req),
             },
-            None if req.extensions().get::<Anonymous>().is_some() => Error::MissingToken,
-            None => {
-                tracing::error!("RequireScopeLayer without an AuthLayer in front of it");
-                Error::Config("no authentication layer in front of this route".into())
-            }
+            Err(err) => Kind::Refused {
+                res: Some(crate::auth::respond(Rejection::inner(
+                    err,
+                    self.layer.realm.as_deref(),
+                ))),
+            },
         };
-        tracing::debug!(reason = err.code(), "request rejected");
-        let mut resp =
-            tollgate_core::error_response(&err, self.layer.realm.as_deref()).map(ResB::from);
-        resp.extensions_mut().insert(err);
-        ResponseFuture::ready(resp)
+        ScopeFuture { kind }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Token(&'static str);
-
-    impl TokenInfo for Token {
-        fn issuer(&self) -> &str {
-            "i"
-        }
-        fn subject(&self) -> Option<&str> {
-            None
-        }
-        fn client_id(&self) -> Option<&str> {
-            None
-        }
-        fn token_id(&self) -> Option<&str> {
-            None
-        }
-        fn key_id(&self) -> Option<&str> {
-            None
-        }
-        fn expires_at(&self) -> i64 {
-            0
-        }
-        fn issued_at(&self) -> Option<i64> {
-            None
-        }
-        fn credits(&self) -> Option<u64> {
-            None
-        }
-        fn bound_addresses(&self) -> Option<&[tollgate_core::policy::IpNet]> {
-            None
-        }
-        fn scope(&self) -> &str {
-            self.0
-        }
-        fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-            self
-        }
+pin_project! {
+    /// Response future of [`RequireScope`].
+    pub struct ScopeFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
     }
+}
 
-    #[test]
-    fn all_and_any() {
-        let all = ScopeRequirement::all(["a", "b"]);
-        let any = ScopeRequirement::any(["a", "b"]);
-        assert!(all.check(&Token("b a c")).is_ok());
-        assert_eq!(
-            all.check(&Token("a c")),
-            Err(Error::InsufficientScope {
-                required: "a b".into()
-            })
-        );
-        assert!(any.check(&Token("c b")).is_ok());
-        assert!(any.check(&Token("c ab")).is_err());
-        assert!(any.check(&Token("")).is_err());
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Inner { #[pin] fut: F },
+        Refused { res: Option<Response<B>> },
+    }
+}
+
+impl<F, B, E> Future for ScopeFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut } => fut.poll(cx),
+            KindProj::Refused { res } => {
+                Poll::Ready(Ok(res.take().expect("ScopeFuture polled after completion")))
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Response};
-use tollgate_core::{Algorithm, Authenticator, Issuer, VerifyingKey};
+use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 use tollgate_tower::AuthLayer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -39,11 +39,13 @@ fn layer() -> AuthLayer {
     AuthLayer::new(
         Authenticator::builder()
             .issuer(
-                Issuer::new("https://issuer.example").audience("api").key(
-                    VerifyingKey::hmac(SECRET, Algorithm::HS256)
-                        .unwrap()
-                        .with_kid("k1"),
-                ),
+                TrustedIssuer::new("https://issuer.example")
+                    .audience("api")
+                    .key(
+                        VerifyingKey::hmac(SECRET, Algorithm::HS256)
+                            .unwrap()
+                            .with_kid("k1"),
+                    ),
             )
             .build()
             .unwrap(),

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, StatusCode};
 
-pub(crate) use ip::parse_claim as parse_ip_claim;
-pub use ip::{BadIpNet, ForwardedHeader, IpNet};
+pub use crate::net::{BadIpNet, IpNet};
+pub use ip::ForwardedHeader;
 pub use memory::MemoryStore;
 pub use store::{
     Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
@@ -290,17 +290,29 @@ impl Policies {
         self.ip.is_some() && token.bound_addresses().is_some()
     }
 
-    /// True when forwarding headers matter for a request from `peer` (it is
-    /// a trusted proxy).
-    pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
-        self.ip.as_ref().is_some_and(|b| b.trusted.trusts(peer))
-    }
-
     /// The client address of a request from `peer`, trusted proxies' headers
     /// considered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MalformedForwarded`] when a trusted proxy's header cannot be
+    /// read, [`Error::AddressMismatch`] when it hides the client or the two
+    /// forwarding headers disagree.
     pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr> {
+        let values = |name| headers.get_all(name).into_iter().map(|v| v.as_bytes());
+        self.client_address_from(peer, values("forwarded"), values("x-forwarded-for"))
+    }
+
+    /// [`client_address`](Self::client_address) from raw header values,
+    /// whatever `http` version carried them.
+    pub(crate) fn client_address_from<'h>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'h [u8]>,
+        x_forwarded_for: impl IntoIterator<Item = &'h [u8]>,
+    ) -> Result<IpAddr> {
         match &self.ip {
-            Some(b) => b.trusted.client_address(peer, headers),
+            Some(b) => b.trusted.client_address(peer, forwarded, x_forwarded_for),
             None => Ok(peer.to_canonical()),
         }
     }
@@ -487,6 +499,26 @@ impl Meter {
         }
     }
 
+    /// The response side of a metered request: gives the charge back when
+    /// the response failed (`status`, or `rejected` when a Tollgate layer
+    /// inside refused the request), as [`should_refund`](Self::should_refund)
+    /// says. Then write [`credit_headers`](Self::credit_headers).
+    pub fn settle(self: &Arc<Self>, status: StatusCode, rejected: bool) -> MeterStep {
+        if self.should_refund(status, rejected) {
+            self.refund_all()
+        } else {
+            MeterStep::Ready(Ok(()))
+        }
+    }
+
+    /// `Credits-Limit` and `Credits-Remaining`, as header names and values.
+    pub fn credit_headers(&self) -> [(&'static str, u64); 2] {
+        [
+            (crate::CREDITS_LIMIT, self.limit()),
+            (crate::CREDITS_REMAINING, self.remaining()),
+        ]
+    }
+
     /// Makes this request cost `cost` in all (a route-level cost): charges
     /// the difference, or refunds it. `Err(CreditsExhausted)` when the
     /// difference cannot be paid (the earlier charge stays, for the caller
@@ -590,6 +622,7 @@ impl Meter {
 }
 
 /// A [`Meter`] step, done now or after the store replies.
+#[must_use = "a pending step does nothing until awaited"]
 pub enum MeterStep {
     /// Done without waiting.
     Ready(Result<()>),
@@ -700,9 +733,6 @@ mod tests {
         }
         fn scope(&self) -> &str {
             ""
-        }
-        fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-            self
         }
     }
 

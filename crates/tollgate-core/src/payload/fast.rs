@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::claims::{Payload, Reg, Registered, StringOrList};
+use super::{Payload, Reg, Registered, StringOrList};
 
 /// Deepest nesting skipped before giving up.
 const MAX_DEPTH: usize = 32;
@@ -191,7 +191,7 @@ fn store<'p>(
         }
         (Reg::Nbf, Value::Int(t)) => reg.nbf = Some(t),
         (Reg::Iat, Value::Int(t)) => reg.iat = Some(t),
-        (Reg::Scope | Reg::Scp, v) => crate::claims::add_scopes(reg, list(v)?).ok()?,
+        (Reg::Scope | Reg::Scp, v) => super::add_scopes(reg, list(v)?).ok()?,
         _ => return None,
     }
     Some(())

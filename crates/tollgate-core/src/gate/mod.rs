@@ -1,0 +1,451 @@
+//! The request gate: every decision about a request, written once, for any
+//! framework.
+//!
+//! A [`Gate`] holds the [`Authenticator`] and what the request side adds to
+//! it: where tokens are read from, optional mode, CORS preflights, the
+//! challenge's realm and an error hook. [`Gate::decide`] runs extract ->
+//! verified-token cache -> verify -> policies and answers a [`Decision`];
+//! the adapter then only converts: it puts the [`Authentication`] (and the
+//! [`Meter`] of a metered token) into the request, calls the inner service,
+//! and [settles](Meter::settle) the response. Spans, counters and logs are
+//! the gate's ([`observe`]), the same in every framework.
+//!
+//! An adapter for a new framework needs a [`RequestView`] of its request
+//! and the conversions:
+//!
+//! ```
+//! use tollgate_core::gate::{Authentication, Decision, Gate, HttpRequest};
+//! use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+//!
+//! # async fn run() -> Result<(), tollgate_core::Error> {
+//! let gate = Gate::new(Authenticator::builder()
+//!     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+//!         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+//!     .build()?);
+//! let mut req = http::Request::new(());
+//! let decision = match gate.decide(&HttpRequest::new(&req, None)) {
+//!     Decision::Pending(later) => later.await.into(),
+//!     now => now,
+//! };
+//! match decision {
+//!     Decision::Accepted(admitted) => {
+//!         req.extensions_mut().insert(Authentication::Token(admitted.token));
+//!         // call the handler, then settle `admitted.meter` with its status
+//!     }
+//!     Decision::Rejected(rejection) => assert_eq!(rejection.response.status(), 401),
+//!     _ => {}
+//! }
+//! # Ok(()) }
+//! ```
+
+mod authentication;
+pub mod observe;
+mod request;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::Response;
+use tracing::{Instrument, Span};
+
+pub use authentication::{Authentication, Claims, ClaimsRejection, Scopes};
+pub use request::{HttpRequest, RequestView};
+
+use crate::authenticator::Authenticator;
+use crate::claims::Verified;
+use crate::error::Error;
+use crate::extract::BearerExtractor;
+use crate::policy::{Admission, Meter, RequestInfo};
+use request::{FORWARDED, RequestFacts, X_FORWARDED_FOR};
+
+/// Replaces the error answer. Gets the error and Tollgate's answer.
+type ErrorHook = Arc<dyn Fn(&Error, Response<String>) -> Response<String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Config {
+    auth: Authenticator,
+    extractor: BearerExtractor,
+    optional: bool,
+    preflight: bool,
+    realm: Option<Arc<str>>,
+    on_error: Option<ErrorHook>,
+}
+
+/// The request gate: an [`Authenticator`] plus the request-side settings.
+/// Framework layers (`AuthLayer`, actix's `Auth`) are built from one.
+///
+/// Defaults: a token is required, only the `Authorization` header is read,
+/// CORS preflights are authenticated like any request, no realm, Tollgate's
+/// own error answers. Cloning is cheap.
+#[derive(Clone)]
+#[must_use]
+pub struct Gate {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("auth", &self.config.auth)
+            .field("optional", &self.config.optional)
+            .field("preflight", &self.config.preflight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Authenticator> for Gate {
+    fn from(auth: Authenticator) -> Gate {
+        Gate::new(auth)
+    }
+}
+
+impl Gate {
+    /// A gate that requires a valid token on every request.
+    pub fn new(auth: Authenticator) -> Self {
+        Gate {
+            config: Arc::new(Config {
+                auth,
+                extractor: BearerExtractor::default(),
+                optional: false,
+                preflight: false,
+                realm: None,
+                on_error: None,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Where tokens are read from (default: the `Authorization` header).
+    pub fn extractor(mut self, extractor: BearerExtractor) -> Self {
+        self.config_mut().extractor = extractor;
+        self
+    }
+
+    /// Lets requests without any token through as anonymous
+    /// ([`Authentication::Anonymous`]). A token that is sent and bad is
+    /// still rejected.
+    pub fn optional(mut self) -> Self {
+        self.config_mut().optional = true;
+        self
+    }
+
+    /// Passes CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
+    /// to the inner service unauthenticated, so a CORS layer inside can answer.
+    pub fn allow_preflight(mut self) -> Self {
+        self.config_mut().preflight = true;
+        self
+    }
+
+    /// The `realm` of the `WWW-Authenticate` challenge.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.config_mut().realm = Some(Arc::from(realm.into()));
+        self
+    }
+
+    /// Replaces the error answer (status, headers, body). The hook receives
+    /// the error and Tollgate's answer; the [`Error`] still travels with
+    /// the [`Rejection`].
+    pub fn on_error<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Error, Response<String>) -> Response<String> + Send + Sync + 'static,
+    {
+        self.config_mut().on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.config.auth
+    }
+
+    /// Decides about a request: extract, verified-token cache, verify,
+    /// policies. Answers at once unless keys must be fetched or the store
+    /// must be awaited ([`Decision::Pending`]).
+    pub fn decide<R: RequestView>(&self, req: &R) -> Decision {
+        let config = &*self.config;
+        if config.preflight && req.is_preflight() {
+            return Decision::Pass;
+        }
+        let span = observe::span();
+        let token = match config.extractor.extract_unchecked(req) {
+            Ok(token) => token,
+            Err(Error::MissingToken) if config.optional => {
+                observe::anonymous(&span);
+                return Decision::Anonymous;
+            }
+            Err(e) => return self.rejected(&span, e).into(),
+        };
+        // A cached token passed every check before, the character scan
+        // included; only a miss pays for the scan.
+        let step = span.in_scope(|| match config.auth.cached(&token) {
+            Some(answer) => Ok(answer),
+            None => match config.extractor.check(&token) {
+                Ok(()) => config.auth.verify_step(&token),
+                Err(e) => Ok(Err(e)),
+            },
+        });
+        match step {
+            Ok(Ok(verified)) => self.admit(span, req, verified),
+            Ok(Err(e)) => self.rejected(&span, e).into(),
+            Err(_fetch) => {
+                // Keys must be fetched: wait, holding what the policies need.
+                let facts = RequestFacts::of(req);
+                let token = token.into_owned();
+                let gate = self.clone();
+                let later = async move {
+                    let result = gate
+                        .config
+                        .auth
+                        .verify(&token)
+                        .instrument(span.clone())
+                        .await;
+                    let decision = match result {
+                        Ok(verified) => gate.admit(span.clone(), &facts, verified),
+                        Err(e) => return gate.rejected(&span, e),
+                    };
+                    match decision {
+                        Decision::Pending(f) => f.await,
+                        other => Verdict::from_decision(other),
+                    }
+                };
+                Decision::Pending(Box::pin(later))
+            }
+        }
+    }
+
+    /// Runs the policies (address binding, revocation, credits) for a
+    /// verified token.
+    fn admit<R: RequestView>(&self, span: Span, req: &R, token: Arc<Verified>) -> Decision {
+        let Some(policies) = self.config.auth.policies() else {
+            observe::accepted(&span, &token);
+            return Decision::Accepted(Admitted { token, meter: None });
+        };
+        let client = if policies.needs_client_address(&*token) {
+            match req.peer() {
+                Some(peer) => match policies.client_address_from(
+                    peer,
+                    req.header_values(FORWARDED),
+                    req.header_values(X_FORWARDED_FOR),
+                ) {
+                    Ok(ip) => Some(ip),
+                    Err(e) => return self.rejected(&span, e).into(),
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        let request = RequestInfo {
+            method: req.method(),
+            path: req.path(),
+            query: req.query(),
+        };
+        match policies.admit(token.clone(), client, &request) {
+            Admission::Ready(decided) => self.conclude(&span, token, decided).into_decision(),
+            Admission::Pending(store) => {
+                let gate = self.clone();
+                Decision::Pending(Box::pin(async move {
+                    let decided = store.instrument(span.clone()).await;
+                    gate.conclude(&span, token, decided)
+                }))
+            }
+        }
+    }
+
+    fn conclude(
+        &self,
+        span: &Span,
+        token: Arc<Verified>,
+        decided: crate::Result<Option<Arc<Meter>>>,
+    ) -> Verdict {
+        match decided {
+            Ok(meter) => {
+                observe::accepted(span, &token);
+                Verdict::Accepted(Admitted { token, meter })
+            }
+            Err(e) => self.rejected(span, e),
+        }
+    }
+
+    fn rejected(&self, span: &Span, err: Error) -> Verdict {
+        observe::rejected(span, &err);
+        Verdict::Rejected(self.reject(err))
+    }
+
+    /// The answer to a request this gate refuses: Tollgate's rendering with
+    /// this gate's realm, then the error hook.
+    pub fn reject(&self, error: Error) -> Rejection {
+        let mut response = crate::error_response(&error, self.config.realm.as_deref());
+        if let Some(hook) = &self.config.on_error {
+            response = hook(&error, response);
+        }
+        Rejection { error, response }
+    }
+}
+
+/// What the gate decided about a request.
+#[must_use]
+pub enum Decision {
+    /// A CORS preflight under [`Gate::allow_preflight`]: call the inner
+    /// service untouched.
+    Pass,
+    /// No token under [`Gate::optional`]: put [`Authentication::Anonymous`]
+    /// into the request and call the inner service.
+    Anonymous,
+    /// The token verified and its policies admitted it.
+    Accepted(Admitted),
+    /// Refused: answer with the rejection, never call the inner service.
+    Rejected(Rejection),
+    /// Keys must be fetched or the store must answer first.
+    Pending(PendingVerdict),
+}
+
+/// A decision still waiting for keys or the store.
+pub type PendingVerdict = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// The end of a pending decision.
+#[derive(Debug)]
+#[must_use]
+pub enum Verdict {
+    /// Admitted.
+    Accepted(Admitted),
+    /// Refused.
+    Rejected(Rejection),
+}
+
+impl Verdict {
+    fn into_decision(self) -> Decision {
+        match self {
+            Verdict::Accepted(a) => Decision::Accepted(a),
+            Verdict::Rejected(r) => Decision::Rejected(r),
+        }
+    }
+
+    fn from_decision(d: Decision) -> Verdict {
+        match d {
+            Decision::Accepted(a) => Verdict::Accepted(a),
+            Decision::Rejected(r) => Verdict::Rejected(r),
+            // After verification the gate answers only these two.
+            other => Verdict::Rejected(Rejection::inner(
+                Error::Config(format!("unexpected gate decision {other:?}")),
+                None,
+            )),
+        }
+    }
+}
+
+impl From<Verdict> for Decision {
+    fn from(v: Verdict) -> Decision {
+        v.into_decision()
+    }
+}
+
+impl fmt::Debug for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Pass => f.write_str("Pass"),
+            Decision::Anonymous => f.write_str("Anonymous"),
+            Decision::Accepted(a) => f.debug_tuple("Accepted").field(a).finish(),
+            Decision::Rejected(r) => f.debug_tuple("Rejected").field(&r.error).finish(),
+            Decision::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// An admitted request: its token, and the meter of a metered token.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The verified token.
+    pub token: Arc<Verified>,
+    /// The credits of this request, when the token is metered: settle it
+    /// with the response's status ([`Meter::settle`]) and write its
+    /// [`credit_headers`](Meter::credit_headers).
+    pub meter: Option<Arc<Meter>>,
+}
+
+/// A refused request: the error and the answer to send.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Why. Adapters put it into the response's extensions, so an outer
+    /// layer keeps the machine code whatever the hook made of the answer.
+    pub error: Error,
+    /// Status, headers (challenge, `Retry-After`, credit headers) and the
+    /// RFC 9457 body.
+    pub response: Response<String>,
+}
+
+impl Rejection {
+    /// The answer of a Tollgate layer inside the gate (scopes, route
+    /// costs): Tollgate's rendering with `realm`, logged like the gate's.
+    pub fn inner(error: Error, realm: Option<&str>) -> Rejection {
+        observe::log_rejection(&error);
+        let response = crate::error_response(&error, realm);
+        Rejection { error, response }
+    }
+}
+
+/// The builder methods every framework layer forwards to its [`Gate`]
+/// (written once here, so the layers cannot drift). The layer type must
+/// hold its gate in a field named `gate`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __gate_settings {
+    ($layer:ty) => {
+        impl $layer {
+            /// Where tokens are read from (default: the `Authorization`
+            /// header). See [`Gate::extractor`]($crate::gate::Gate::extractor).
+            pub fn extractor(mut self, extractor: $crate::BearerExtractor) -> Self {
+                self.gate = self.gate.extractor(extractor);
+                self
+            }
+
+            /// Lets requests without any token through as anonymous; a token
+            /// that is sent and bad is still rejected. See
+            /// [`Gate::optional`]($crate::gate::Gate::optional).
+            pub fn optional(mut self) -> Self {
+                self.gate = self.gate.optional();
+                self
+            }
+
+            /// Passes CORS preflights to the inner service unauthenticated.
+            /// See [`Gate::allow_preflight`]($crate::gate::Gate::allow_preflight).
+            pub fn allow_preflight(mut self) -> Self {
+                self.gate = self.gate.allow_preflight();
+                self
+            }
+
+            /// The `realm` of the `WWW-Authenticate` challenge.
+            pub fn realm(mut self, realm: impl Into<String>) -> Self {
+                self.gate = self.gate.realm(realm);
+                self
+            }
+
+            /// Replaces the error answer; the [`Error`]($crate::Error) still
+            /// goes into the response's extensions. See
+            /// [`Gate::on_error`]($crate::gate::Gate::on_error).
+            pub fn on_error<F>(mut self, hook: F) -> Self
+            where
+                F: Fn(
+                        &$crate::Error,
+                        $crate::__http::Response<String>,
+                    ) -> $crate::__http::Response<String>
+                    + Send
+                    + Sync
+                    + 'static,
+            {
+                self.gate = self.gate.on_error(hook);
+                self
+            }
+
+            /// The gate this layer runs.
+            pub fn gate(&self) -> &$crate::gate::Gate {
+                &self.gate
+            }
+        }
+    };
+}

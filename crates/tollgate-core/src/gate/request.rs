@@ -1,0 +1,118 @@
+//! What the gate reads of a request, whatever framework carried it.
+
+use std::net::IpAddr;
+
+/// A request as the gate sees it. Each framework adapter implements it for
+/// its own request type (`http` 1 for tower and axum, `http` 0.2 for
+/// actix-web); header names are lowercase.
+pub trait RequestView {
+    /// The method, e.g. `GET`.
+    fn method(&self) -> &str;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    /// The query, without `?`.
+    fn query(&self) -> Option<&str>;
+    /// Every value of the header `name`, in order.
+    fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]>;
+    /// The connection's peer address, if the server records it.
+    fn peer(&self) -> Option<IpAddr>;
+
+    /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
+    fn is_preflight(&self) -> bool {
+        self.method() == "OPTIONS"
+            && self
+                .header_values("access-control-request-method")
+                .next()
+                .is_some()
+    }
+}
+
+/// Header names the gate reads after verification (client address).
+pub(crate) const FORWARDED: &str = "forwarded";
+pub(crate) const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// What the gate still needs of a request once it has to wait for keys:
+/// owned, so the request itself can move on.
+#[derive(Debug)]
+pub(crate) struct RequestFacts {
+    method: String,
+    path: String,
+    query: Option<String>,
+    peer: Option<IpAddr>,
+    forwarded: Vec<Box<[u8]>>,
+    x_forwarded_for: Vec<Box<[u8]>>,
+}
+
+impl RequestFacts {
+    pub(crate) fn of<R: RequestView>(req: &R) -> Self {
+        let owned = |name| req.header_values(name).map(Box::from).collect();
+        RequestFacts {
+            method: req.method().to_owned(),
+            path: req.path().to_owned(),
+            query: req.query().map(str::to_owned),
+            peer: req.peer(),
+            forwarded: owned(FORWARDED),
+            x_forwarded_for: owned(X_FORWARDED_FOR),
+        }
+    }
+}
+
+impl RequestView for RequestFacts {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]> {
+        let values: &[Box<[u8]>] = match name {
+            FORWARDED => &self.forwarded,
+            X_FORWARDED_FOR => &self.x_forwarded_for,
+            _ => &[],
+        };
+        values.iter().map(|v| &**v)
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+}
+
+/// An `http` 1 request, with the peer address found by `peer`: what the
+/// tower adapter hands the gate.
+#[derive(Debug)]
+pub struct HttpRequest<'r, B> {
+    request: &'r http::Request<B>,
+    peer: Option<IpAddr>,
+}
+
+impl<'r, B> HttpRequest<'r, B> {
+    /// The request and its peer address.
+    pub fn new(request: &'r http::Request<B>, peer: Option<IpAddr>) -> Self {
+        HttpRequest { request, peer }
+    }
+}
+
+impl<B> RequestView for HttpRequest<'_, B> {
+    fn method(&self) -> &str {
+        self.request.method().as_str()
+    }
+    fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+    fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]> {
+        self.request
+            .headers()
+            .get_all(name)
+            .into_iter()
+            .map(http::HeaderValue::as_bytes)
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+}
