@@ -23,31 +23,7 @@ pub struct RequireScope {
     realm: Option<Arc<str>>,
 }
 
-impl RequireScope {
-    /// Every one of `scopes` is required.
-    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::new(ScopeRequirement::all(scopes))
-    }
-
-    /// At least one of `scopes` is required.
-    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::new(ScopeRequirement::any(scopes))
-    }
-
-    /// Middleware for a requirement built elsewhere.
-    pub fn new(require: ScopeRequirement) -> Self {
-        RequireScope {
-            require,
-            realm: None,
-        }
-    }
-
-    /// The `realm` of the challenge.
-    pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Some(Arc::from(realm.into()));
-        self
-    }
-}
+tollgate_core::__scope_settings!(RequireScope);
 
 impl<S, B> Transform<S, ServiceRequest> for RequireScope
 where

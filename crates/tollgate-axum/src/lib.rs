@@ -39,19 +39,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-use std::ops::Deref;
-
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
-use tollgate_core::NoClaims;
 use tollgate_core::gate::{self, Authentication};
 
 pub use tollgate_tower::{
     Auth, AuthLayer, Charge, ChargeLayer, Gate, RequireScope, RequireScopeLayer, verified,
 };
 
+tollgate_core::__extractor_types! {
 /// The verified token of the request with the application's claims `C`
 /// (default: none), read on first use and kept with the token. Derefs to
 /// [`gate::Claims`], which derefs to the [`Verified`](tollgate_core::Verified)
@@ -61,20 +59,7 @@ pub use tollgate_tower::{
 /// ([`AuthLayer::optional`]); 401 `invalid_claim` when the token does not
 /// fit `C`; 500 when no `AuthLayer` ran. Take `Option<Claims<C>>` in routes
 /// where a token is optional.
-#[derive(Debug, Clone)]
-pub struct Claims<C = NoClaims>(pub gate::Claims<C>);
-
-impl<C> Deref for Claims<C> {
-    type Target = gate::Claims<C>;
-    fn deref(&self) -> &gate::Claims<C> {
-        &self.0
-    }
 }
-
-/// Why [`Claims`] or [`Scopes`] could not be extracted: the core
-/// [`ClaimsRejection`](gate::ClaimsRejection), as an axum response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection(pub gate::ClaimsRejection);
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
@@ -114,17 +99,6 @@ where
         gate::Claims::optional(found(parts))
             .map(|c| c.map(Claims))
             .map_err(Rejection)
-    }
-}
-
-/// The scopes of the request's token. Derefs to [`gate::Scopes`].
-#[derive(Debug, Clone)]
-pub struct Scopes(pub gate::Scopes);
-
-impl Deref for Scopes {
-    type Target = gate::Scopes;
-    fn deref(&self) -> &gate::Scopes {
-        &self.0
     }
 }
 

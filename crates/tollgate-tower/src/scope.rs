@@ -44,31 +44,7 @@ impl fmt::Debug for RequireScopeLayer {
     }
 }
 
-impl RequireScopeLayer {
-    /// Every one of `scopes` is required.
-    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::new(ScopeRequirement::all(scopes))
-    }
-
-    /// At least one of `scopes` is required.
-    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self::new(ScopeRequirement::any(scopes))
-    }
-
-    /// A layer for a requirement built elsewhere.
-    pub fn new(require: ScopeRequirement) -> Self {
-        RequireScopeLayer {
-            require,
-            realm: None,
-        }
-    }
-
-    /// The `realm` of the challenge.
-    pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Some(Arc::from(realm.into()));
-        self
-    }
-}
+tollgate_core::__scope_settings!(RequireScopeLayer);
 
 impl<S> Layer<S> for RequireScopeLayer {
     type Service = RequireScope<S>;

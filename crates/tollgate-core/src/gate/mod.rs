@@ -449,3 +449,88 @@ macro_rules! __gate_settings {
         }
     };
 }
+
+/// The extractor types every framework crate offers ([`Claims`],
+/// [`Scopes`] and their rejection), written once; the crate adds its
+/// framework's extractor impls. Takes the doc of `Claims`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __extractor_types {
+    ($(#[$claims_doc:meta])*) => {
+        $(#[$claims_doc])*
+        #[derive(Debug, Clone)]
+        pub struct Claims<C = $crate::NoClaims>(pub $crate::gate::Claims<C>);
+
+        impl<C> ::std::ops::Deref for Claims<C> {
+            type Target = $crate::gate::Claims<C>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        /// The scopes of the request's token, whatever the claims type.
+        /// Derefs to [`gate::Scopes`]($crate::gate::Scopes).
+        #[derive(Debug, Clone)]
+        pub struct Scopes(pub $crate::gate::Scopes);
+
+        impl ::std::ops::Deref for Scopes {
+            type Target = $crate::gate::Scopes;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        /// Why [`Claims`] or [`Scopes`] could not be extracted: the core
+        /// [`ClaimsRejection`]($crate::gate::ClaimsRejection), answered as
+        /// every Tollgate rejection is.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Rejection(pub $crate::gate::ClaimsRejection);
+
+        impl ::std::fmt::Display for Rejection {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl ::std::error::Error for Rejection {
+            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+    };
+}
+
+/// The constructors of every framework's scope layer, written once. The
+/// type must have the fields `require: ScopeRequirement` and
+/// `realm: Option<Arc<str>>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scope_settings {
+    ($layer:ty) => {
+        impl $layer {
+            /// Every one of `scopes` is required.
+            pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+                Self::new($crate::ScopeRequirement::all(scopes))
+            }
+
+            /// At least one of `scopes` is required.
+            pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+                Self::new($crate::ScopeRequirement::any(scopes))
+            }
+
+            /// A layer for a requirement built elsewhere.
+            pub fn new(require: $crate::ScopeRequirement) -> Self {
+                Self {
+                    require,
+                    realm: None,
+                }
+            }
+
+            /// The `realm` of the challenge.
+            pub fn realm(mut self, realm: impl Into<String>) -> Self {
+                self.realm = Some(::std::sync::Arc::from(realm.into()));
+                self
+            }
+        }
+    };
+}
