@@ -9,4 +9,4 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
-cargo run --release --features axum,redis --example credits_bench -- "${1:-5}"
+cargo run --release -p tollgate-bench --bin credits_bench -- "${1:-5}"

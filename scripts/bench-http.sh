@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 if ! command -v wrk >/dev/null; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk
 fi
-cargo build --release --features axum,actix --example http_bench
+cargo build --release -p tollgate-bench --bin http_bench
 PIN=()
 if command -v taskset >/dev/null; then PIN=(taskset -c 0); fi
-"${PIN[@]}" target/release/examples/http_bench "${1:-2}"
+"${PIN[@]}" target/release/http_bench "${1:-2}"

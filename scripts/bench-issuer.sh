@@ -9,4 +9,4 @@ if ! command -v wrk >/dev/null; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
 fi
-cargo run --release --features issuer --example issuer_bench -- "${1:-5}"
+cargo run --release -p tollgate-bench --bin issuer_bench -- "${1:-5}"
