@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tollgate_core::{Algorithm, KeySet, VerifyingKey};
 
+use crate::support::{now, random_id};
+
 /// Key ring failures.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -97,20 +99,6 @@ struct KeyFile {
     retire_at: Option<i64>,
     /// Base64 PKCS#8 DER (HMAC: the secret).
     private: String,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn random_id(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // SystemRandom does not fail on supported platforms; a zero id would
-    // still be unique enough for a kid combined with the time.
-    let _ = SystemRandom::new().fill(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 impl SigningKey {

@@ -30,11 +30,11 @@
 
 mod clients;
 mod keys;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -50,6 +50,7 @@ use tollgate_core::{Authenticator, Issuer, TokenInfo};
 
 pub use clients::{Client, hash_secret, is_valid_hash, new_secret, verify_secret};
 pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
+use support::{now, random_id};
 
 /// How `scope` is written into access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -206,18 +207,6 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn new_jti() -> String {
-    let mut buf = [0u8; 16];
-    let _ = SystemRandom::new().fill(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
 }
 
 #[derive(Serialize)]
@@ -494,7 +483,7 @@ impl TokenServer {
         });
         let iat = now();
         let exp = i64::try_from(lifetime).map_or(i64::MAX, |l| iat.saturating_add(l));
-        let jti = new_jti();
+        let jti = random_id(16);
         let claims = AccessClaims {
             iss: &self.settings.issuer,
             sub: req.subject.as_deref().unwrap_or(&client.id),
