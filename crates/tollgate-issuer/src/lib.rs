@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod clients;
+mod error;
 mod keys;
 mod support;
 
@@ -49,6 +50,8 @@ use tollgate_core::policy::{Credits, IpBinding, IpNet, Policies, Store, token_re
 use tollgate_core::{Authenticator, Issuer, TokenInfo};
 
 pub use clients::{Client, hash_secret, is_valid_hash, new_secret, verify_secret};
+pub use error::{CLIENT_CHALLENGE, ErrorCode, OAuthError};
+use error::{no_store, printable};
 pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
 use support::{now, random_id};
 
@@ -123,61 +126,6 @@ pub struct Minted {
     pub jti: String,
     /// The credit allowance, if any.
     pub credits: Option<u64>,
-}
-
-/// An OAuth2 error answer (RFC 6749 §5.2), with its status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthError {
-    /// `error`.
-    pub code: &'static str,
-    /// `error_description` (never holds a secret or a token).
-    pub description: String,
-}
-
-impl OAuthError {
-    fn new(code: &'static str, description: impl Into<String>) -> Self {
-        OAuthError {
-            code,
-            description: description.into(),
-        }
-    }
-
-    /// The HTTP status: 401 for `invalid_client`, 500 for `server_error`,
-    /// 503 for `temporarily_unavailable`, else 400.
-    pub fn status(&self) -> StatusCode {
-        match self.code {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// The challenge every `invalid_client` answer carries: a 401 needs a
-/// `WWW-Authenticate` header (RFC 9110 §15.5.2), and Basic is the scheme a
-/// client may retry with (RFC 6749 §5.2).
-pub const CLIENT_CHALLENGE: &str = "Basic realm=\"tollgate\", charset=\"UTF-8\"";
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": self.code, "error_description": self.description});
-        let mut resp = (self.status(), no_store(), axum::Json(body)).into_response();
-        if self.status() == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(CLIENT_CHALLENGE),
-            );
-        }
-        resp
-    }
-}
-
-fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
-    [
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (header::PRAGMA, HeaderValue::from_static("no-cache")),
-    ]
 }
 
 /// The token server: keys, clients, the store, and the verifier its
@@ -395,7 +343,7 @@ impl TokenServer {
             Some(asked) => {
                 if let Some(bad) = asked.iter().find(|s| !client.scopes.contains(s)) {
                     return Err(OAuthError::new(
-                        "invalid_scope",
+                        ErrorCode::InvalidScope,
                         format!("scope `{}` is not allowed for this client", printable(bad)),
                     ));
                 }
@@ -408,12 +356,12 @@ impl TokenServer {
             Some(a) if client.audiences.contains(a) => a.clone(),
             Some(a) => {
                 return Err(OAuthError::new(
-                    "invalid_target",
+                    ErrorCode::InvalidTarget,
                     format!("audience `{}` is not allowed for this client", printable(a)),
                 ));
             }
             None => client.audiences.first().cloned().ok_or_else(|| {
-                OAuthError::new("unauthorized_client", "the client has no audience")
+                OAuthError::new(ErrorCode::UnauthorizedClient, "the client has no audience")
             })?,
         };
         let (max_lifetime, default_lifetime) = if req.restricted {
@@ -426,18 +374,17 @@ impl TokenServer {
         };
         let lifetime = req.lifetime.unwrap_or(default_lifetime);
         if lifetime == 0 || lifetime > max_lifetime {
-            return Err(OAuthError::new(
-                "invalid_request",
-                format!("lifetime must be 1..={max_lifetime} seconds"),
-            ));
+            return Err(OAuthError::invalid_request(format!(
+                "lifetime must be 1..={max_lifetime} seconds"
+            )));
         }
         if let Some(c) = req.credits
             && c > client.max_credits
         {
-            return Err(OAuthError::new(
-                "invalid_request",
-                format!("credits must be at most {}", client.max_credits),
-            ));
+            return Err(OAuthError::invalid_request(format!(
+                "credits must be at most {}",
+                client.max_credits
+            )));
         }
         // A restricted token is always metered: without `credits` it carries
         // the client's whole allowance, never an unmetered token.
@@ -450,21 +397,17 @@ impl TokenServer {
             && *sub != client.id
             && read(&self.clients).contains_key(sub)
         {
-            return Err(OAuthError::new(
-                "invalid_request",
-                "`sub` names another client",
-            ));
+            return Err(OAuthError::invalid_request("`sub` names another client"));
         }
         let ip = match &req.ip {
             None => None,
             Some(list) if list.is_empty() => {
-                return Err(OAuthError::new("invalid_request", "ip must not be empty"));
+                return Err(OAuthError::invalid_request("ip must not be empty"));
             }
             Some(list) => {
                 for a in list {
                     if a.parse::<IpNet>().is_err() {
-                        return Err(OAuthError::new(
-                            "invalid_request",
+                        return Err(OAuthError::invalid_request(
                             "ip must hold addresses or CIDR ranges",
                         ));
                     }
@@ -509,7 +452,8 @@ impl TokenServer {
     }
 
     fn sign<T: Serialize>(&self, claims: &T) -> Result<String, OAuthError> {
-        let server_error = || OAuthError::new("server_error", "the token could not be signed");
+        let server_error =
+            || OAuthError::new(ErrorCode::ServerError, "the token could not be signed");
         let ring = read(&self.ring);
         let key = ring.active().ok_or_else(server_error)?;
         let header = json!({"alg": key.algorithm().as_str(), "typ": "at+jwt", "kid": key.kid()});
@@ -566,14 +510,6 @@ fn build_verifier(
         .build()
 }
 
-/// Printable, bounded echo of a client-supplied value.
-fn printable(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
-}
-
 /// A parsed `application/x-www-form-urlencoded` body; a repeated parameter
 /// is an error (RFC 6749 §3.2).
 struct Form(HashMap<String, String>);
@@ -586,18 +522,17 @@ impl Form {
             .unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(OAuthError::new(
-                "invalid_request",
+            return Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(body) {
             if map.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(OAuthError::new(
-                    "invalid_request",
-                    format!("parameter `{}` repeated", printable(&k)),
-                ));
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{}` repeated",
+                    printable(&k)
+                )));
             }
         }
         Ok(Form(map))
@@ -627,8 +562,7 @@ fn authenticate(
         [] => None,
         [one] => Some(*one),
         _ => {
-            return Err(OAuthError::new(
-                "invalid_request",
+            return Err(OAuthError::invalid_request(
                 "more than one Authorization header",
             ));
         }
@@ -637,12 +571,11 @@ fn authenticate(
     let (id, secret) = match basic {
         Some(value) => {
             if in_body {
-                return Err(OAuthError::new(
-                    "invalid_request",
+                return Err(OAuthError::invalid_request(
                     "client authenticated twice (Basic and body)",
                 ));
             }
-            let fail = || OAuthError::new("invalid_client", "client authentication failed");
+            let fail = || OAuthError::invalid_client("client authentication failed");
             let value = value.to_str().map_err(|_| fail())?;
             let (scheme, rest) = value.split_once(' ').ok_or_else(fail)?;
             if !scheme.eq_ignore_ascii_case("basic") {
@@ -661,8 +594,7 @@ fn authenticate(
             if let Some(body_id) = form.get("client_id")
                 && body_id != id
             {
-                return Err(OAuthError::new(
-                    "invalid_request",
+                return Err(OAuthError::invalid_request(
                     "client_id differs from the authenticated client",
                 ));
             }
@@ -671,8 +603,7 @@ fn authenticate(
         None => match (form.get("client_id"), form.get("client_secret")) {
             (Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
             _ => {
-                return Err(OAuthError::new(
-                    "invalid_client",
+                return Err(OAuthError::invalid_client(
                     "client authentication is required",
                 ));
             }
@@ -680,7 +611,7 @@ fn authenticate(
     };
     server
         .authenticate(&id, &secret)
-        .ok_or_else(|| OAuthError::new("invalid_client", "client authentication failed"))
+        .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))
 }
 
 fn scopes_param(form: &Form) -> Option<Vec<String>> {
@@ -694,8 +625,7 @@ fn scopes_param(form: &Form) -> Option<Vec<String>> {
 
 fn audience_param(form: &Form) -> Result<Option<String>, OAuthError> {
     match (form.get("audience"), form.get("resource")) {
-        (Some(_), Some(_)) => Err(OAuthError::new(
-            "invalid_request",
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             "give `audience` or `resource`, not both",
         )),
         (a, r) => Ok(a.or(r).map(str::to_owned)),
@@ -712,12 +642,12 @@ async fn token_endpoint(
         let client = authenticate(&server, &headers, &form)?;
         match form.get("grant_type") {
             None => {
-                return Err(OAuthError::new("invalid_request", "grant_type is required"));
+                return Err(OAuthError::invalid_request("grant_type is required"));
             }
             Some("client_credentials") => {}
             Some(_) => {
                 return Err(OAuthError::new(
-                    "unsupported_grant_type",
+                    ErrorCode::UnsupportedGrantType,
                     "only client_credentials is supported",
                 ));
             }
@@ -760,7 +690,7 @@ async fn restricted_endpoint(
             .is_some_and(|c| c.starts_with("application/json"));
         let (form, fields) = if is_json {
             let v: Value = serde_json::from_slice(&body)
-                .map_err(|_| OAuthError::new("invalid_request", "the body is not JSON"))?;
+                .map_err(|_| OAuthError::invalid_request("the body is not JSON"))?;
             (Form(HashMap::new()), v)
         } else {
             let form = Form::parse(&headers, &body)?;
@@ -771,7 +701,7 @@ async fn restricted_endpoint(
             (form, v)
         };
         let client = authenticate(&server, &headers, &form)?;
-        let bad = |what: &str| OAuthError::new("invalid_request", format!("`{what}` is invalid"));
+        let bad = |what: &str| OAuthError::invalid_request(format!("`{what}` is invalid"));
         let num = |name: &str| -> Result<Option<u64>, OAuthError> {
             match &fields[name] {
                 Value::Null => Ok(None),
@@ -860,7 +790,7 @@ async fn introspect_endpoint(
         return e.into_response();
     }
     let Some(token) = form.get("token") else {
-        return OAuthError::new("invalid_request", "token is required").into_response();
+        return OAuthError::invalid_request("token is required").into_response();
     };
     let inactive = || (no_store(), axum::Json(json!({"active": false}))).into_response();
     let Ok(v) = server.verify(token) else {
@@ -871,8 +801,7 @@ async fn introspect_endpoint(
         Ok(false) => {}
         Ok(true) => return inactive(),
         Err(_) => {
-            return OAuthError::new("temporarily_unavailable", "the store is unavailable")
-                .into_response();
+            return OAuthError::store_unavailable().into_response();
         }
     }
     let mut body = json!({
@@ -898,8 +827,7 @@ async fn introspect_endpoint(
                 body["credits_remaining"] = json!(allowance.saturating_sub(spent.unwrap_or(0)));
             }
             Err(_) => {
-                return OAuthError::new("temporarily_unavailable", "the store is unavailable")
-                    .into_response();
+                return OAuthError::store_unavailable().into_response();
             }
         }
     }
@@ -920,7 +848,7 @@ async fn revocation_endpoint(
         Err(e) => return e.into_response(),
     };
     let Some(token) = form.get("token") else {
-        return OAuthError::new("invalid_request", "token is required").into_response();
+        return OAuthError::invalid_request("token is required").into_response();
     };
     // RFC 7009 §2.2: invalid or unknown tokens are answered 200 too.
     let ok = || (no_store(), StatusCode::OK).into_response();
@@ -929,7 +857,7 @@ async fn revocation_endpoint(
     };
     if v.client_id() != Some(client.id.as_str()) {
         return OAuthError::new(
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "a client may revoke only its own tokens",
         )
         .into_response();
@@ -939,9 +867,7 @@ async fn revocation_endpoint(
     };
     match server.store.revoke(v.issuer(), jti, v.expires_at()).await {
         Ok(()) => ok(),
-        Err(_) => {
-            OAuthError::new("temporarily_unavailable", "the store is unavailable").into_response()
-        }
+        Err(_) => OAuthError::store_unavailable().into_response(),
     }
 }
 
@@ -1061,7 +987,7 @@ mod tests {
         let e = server.mint(&a, &with_sub("b")).unwrap_err();
         assert_eq!(
             (e.code, e.status()),
-            ("invalid_request", StatusCode::BAD_REQUEST)
+            (ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST)
         );
         assert_eq!(
             claims(&server.mint(&a, &with_sub("a")).unwrap().token)["sub"],
@@ -1071,14 +997,5 @@ mod tests {
             claims(&server.mint(&a, &with_sub("user-9")).unwrap().token)["sub"],
             "user-9"
         );
-    }
-
-    #[test]
-    fn every_invalid_client_answer_carries_the_challenge() {
-        let resp = OAuthError::new("invalid_client", "x").into_response();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], CLIENT_CHALLENGE);
-        let resp = OAuthError::new("invalid_request", "x").into_response();
-        assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 }
