@@ -117,10 +117,10 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
 /// One `application/x-www-form-urlencoded` value: `+` is a space, then
 /// percent-decoding; bytes that are not UTF-8 become U+FFFD.
 fn form_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("v={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -134,6 +134,7 @@ mod tests {
         assert_eq!(form_decode("a+b%20c"), "a b c");
         assert_eq!(form_decode("p%2540ss%2Bword%3A"), "p%40ss+word:");
         assert_eq!(form_decode("caf%C3%A9%E2%82%AC"), "café€");
+        assert_eq!(form_decode("s&t=u"), "s&t=u");
         assert_eq!(form_decode("%zz%"), "%zz%");
         let header =
             |s: &str| HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(s))).unwrap();
