@@ -6,6 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::support::random_id;
+
 /// A registered client.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -67,9 +69,7 @@ impl Client {
 
 /// A new client secret: 256 random bits, base64url.
 pub fn new_secret() -> String {
-    let mut buf = [0u8; 32];
-    let _ = SystemRandom::new().fill(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
+    random_id(32)
 }
 
 /// Hashes a secret for storage: `sha256$<salt>$<HMAC-SHA256(salt, secret)>`.

@@ -1,0 +1,73 @@
+//! `POST /connect/introspect` (RFC 7662): whether a token is a valid,
+//! unrevoked token of this issuer, its claims, and the credits left.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+use tollgate_core::TokenInfo;
+use tollgate_core::policy::token_ref;
+
+use crate::client_auth::Authenticated;
+use crate::error::{OAuthError, no_store};
+use crate::server::TokenServer;
+
+/// The introspection request's parameters (`token_type_hint` is ignored:
+/// this server knows one token type).
+#[derive(Debug, Deserialize)]
+struct IntrospectParams {
+    token: Option<String>,
+}
+
+/// Client authentication, then `token`; anything that is not a valid,
+/// unrevoked token of this issuer is `{"active": false}`.
+pub(crate) async fn introspect(
+    State(server): State<Arc<TokenServer>>,
+    Authenticated { body: form, .. }: Authenticated,
+) -> Result<impl IntoResponse, OAuthError> {
+    let params: IntrospectParams = form.params()?;
+    let token = params
+        .token
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let inactive = || (no_store(), axum::Json(json!({"active": false})));
+    let Ok(v) = server.verify(&token) else {
+        return Ok(inactive());
+    };
+    let info: &dyn TokenInfo = &*v;
+    let revoked = server
+        .store
+        .is_revoked(token_ref(info))
+        .await
+        .map_err(|_| OAuthError::store_unavailable())?;
+    if revoked {
+        return Ok(inactive());
+    }
+    let mut body = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "iss": v.issuer(),
+        "sub": v.subject(),
+        "aud": v.audiences(),
+        "client_id": v.client_id(),
+        "exp": v.expires_at(),
+        "iat": v.issued_at(),
+        "nbf": v.not_before(),
+        "jti": v.token_id(),
+    });
+    let scope = v.scopes().collect::<Vec<_>>().join(" ");
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
+    if let (Some(allowance), Some(jti)) = (v.credits(), v.token_id()) {
+        let spent = server
+            .store
+            .spent(v.issuer(), jti)
+            .await
+            .map_err(|_| OAuthError::store_unavailable())?;
+        body["credits"] = json!(allowance);
+        body["credits_remaining"] = json!(allowance.saturating_sub(spent.unwrap_or(0)));
+    }
+    Ok((no_store(), axum::Json(body)))
+}

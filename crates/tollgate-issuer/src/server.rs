@@ -1,0 +1,286 @@
+//! The token server's state: settings, key ring, clients, store and the
+//! verifier of its own tokens; the routes; reloads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tollgate_core::policy::{Credits, IpBinding, Policies, Store};
+use tollgate_core::{Authenticator, TrustedIssuer};
+
+use crate::clients::{Client, hash_secret, new_secret, verify_secret};
+use crate::endpoint;
+use crate::keys::{KeyError, KeyRing};
+
+/// How `scope` is written into access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeFormat {
+    /// Space-delimited string (RFC 9068).
+    #[default]
+    String,
+    /// JSON array of strings (what IdentityServer-based services emit).
+    Array,
+}
+
+/// Issuer-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `iss`, and the base URL of the endpoints.
+    pub issuer: String,
+    /// How `scope` is written.
+    pub scope_format: ScopeFormat,
+}
+
+impl Settings {
+    /// Settings for the issuer at `url` (no trailing slash needed).
+    pub fn new(url: impl Into<String>) -> Self {
+        Settings {
+            issuer: url.into().trim_end_matches('/').to_owned(),
+            scope_format: ScopeFormat::String,
+        }
+    }
+
+    /// Writes `scope` as a JSON array.
+    pub fn scope_array(mut self) -> Self {
+        self.scope_format = ScopeFormat::Array;
+        self
+    }
+}
+
+/// The token server: keys, clients, the store, and the verifier its
+/// introspection and revocation endpoints use.
+pub struct TokenServer {
+    pub(crate) settings: Settings,
+    pub(crate) ring: RwLock<KeyRing>,
+    pub(crate) clients: RwLock<HashMap<String, Client>>,
+    pub(crate) store: Arc<dyn Store>,
+    verifier: RwLock<Authenticator>,
+    /// A client hash to compare against when the id is unknown, so unknown
+    /// ids take as long as wrong secrets.
+    decoy: String,
+}
+
+impl std::fmt::Debug for TokenServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServer")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a lock, poisoned or not (no writer leaves half-written state).
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes a lock, poisoned or not.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TokenServer {
+    /// A server with these keys, clients and store.
+    pub fn new(
+        settings: Settings,
+        ring: KeyRing,
+        clients: Vec<Client>,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<TokenServer>, tollgate_core::Error> {
+        let clients: HashMap<String, Client> =
+            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let verifier = build_verifier(&settings, &ring, &clients, &store)?;
+        Ok(Arc::new(TokenServer {
+            settings,
+            ring: RwLock::new(ring),
+            clients: RwLock::new(clients),
+            store,
+            verifier: RwLock::new(verifier),
+            decoy: hash_secret(&new_secret()),
+        }))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store revocations and credits go to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The routes: `POST /connect/token`, `POST /connect/jwt`,
+    /// `POST /connect/introspect`, `POST /connect/revocation`,
+    /// `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration`
+    /// (and `/.well-known/oauth-authorization-server`).
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/connect/token", post(endpoint::token))
+            .route("/connect/jwt", post(endpoint::restricted))
+            .route("/connect/introspect", post(endpoint::introspect))
+            .route("/connect/revocation", post(endpoint::revocation))
+            .route("/.well-known/jwks.json", get(endpoint::jwks))
+            .route(
+                "/.well-known/openid-configuration",
+                get(endpoint::discovery),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(endpoint::discovery),
+            )
+            .with_state(self.clone())
+    }
+
+    /// Rotates the signing key (see [`KeyRing::rotate`]); the old key stays
+    /// published for the longest token lifetime any client has.
+    pub fn rotate_keys(&self) -> Result<(), KeyError> {
+        let longest = read(&self.clients)
+            .values()
+            .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
+            .max()
+            .unwrap_or(3600);
+        write(&self.ring).rotate(i64::try_from(longest).unwrap_or(i64::MAX))?;
+        self.rebuild_verifier();
+        Ok(())
+    }
+
+    /// Replaces the key ring, e.g. with the one on disk after `tollgate keys
+    /// rotate`. On error the current ring stays.
+    pub fn replace_keys(&self, ring: KeyRing) -> Result<(), tollgate_core::Error> {
+        let mut current = write(&self.ring);
+        if ring.active().is_none() {
+            return Err(tollgate_core::Error::Config(
+                "the new key ring has no active key".into(),
+            ));
+        }
+        // Tokens the current key signed are out there: a ring without it
+        // (a directory emptied or swapped) would refuse every one of them.
+        if let Some(active) = current.active()
+            && !ring.keys().iter().any(|k| k.kid() == active.kid())
+        {
+            return Err(tollgate_core::Error::Config(format!(
+                "the new key ring drops the signing key {kid} (rotated more than once \
+                 without a reload?); restart to adopt it, and tokens signed by {kid} \
+                 will fail",
+                kid = active.kid()
+            )));
+        }
+        let clients = read(&self.clients);
+        let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
+        *current = ring;
+        *write(&self.verifier) = verifier;
+        Ok(())
+    }
+
+    /// Replaces every client, e.g. with those on disk after `tollgate
+    /// clients add|remove`. On error the current clients stay.
+    pub fn replace_clients(&self, clients: Vec<Client>) -> Result<(), tollgate_core::Error> {
+        let ring = read(&self.ring);
+        let mut current = write(&self.clients);
+        let clients: HashMap<String, Client> =
+            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
+        *current = clients;
+        *write(&self.verifier) = verifier;
+        Ok(())
+    }
+
+    /// Adds or replaces a client.
+    pub fn put_client(&self, client: Client) {
+        write(&self.clients).insert(client.id.clone(), client);
+        self.rebuild_verifier();
+    }
+
+    fn rebuild_verifier(&self) {
+        let ring = read(&self.ring);
+        let clients = read(&self.clients);
+        match build_verifier(&self.settings, &ring, &clients, &self.store) {
+            Ok(v) => *write(&self.verifier) = v,
+            Err(e) => tracing::error!(error = %e, "verifier not rebuilt"),
+        }
+    }
+
+    /// Authenticates a client by id and secret.
+    pub fn authenticate(&self, id: &str, secret: &str) -> Option<Client> {
+        let clients = read(&self.clients);
+        match clients.get(id) {
+            Some(c) if c.check_secret(secret) => Some(c.clone()),
+            Some(_) => None,
+            None => {
+                let _ = verify_secret(&self.decoy, secret);
+                None
+            }
+        }
+    }
+
+    /// Verifies a token this server issued (signature, `exp`, issuer,
+    /// audience among the clients' audiences).
+    pub fn verify(
+        &self,
+        token: &str,
+    ) -> Result<Arc<tollgate_core::Verified>, tollgate_core::Error> {
+        let verifier = read(&self.verifier).clone();
+        verifier.verify_now(token)
+    }
+}
+
+fn build_verifier(
+    settings: &Settings,
+    ring: &KeyRing,
+    clients: &HashMap<String, Client>,
+    store: &Arc<dyn Store>,
+) -> Result<Authenticator, tollgate_core::Error> {
+    let mut issuer = TrustedIssuer::new(settings.issuer.clone())
+        .keys(ring.key_set()?)
+        .require_type("at+jwt");
+    let mut any = false;
+    for aud in clients.values().flat_map(|c| c.audiences.iter()) {
+        issuer = issuer.audience(aud.clone());
+        any = true;
+    }
+    if !any {
+        // No client yet: nothing can verify, but the verifier must exist.
+        issuer = issuer.audience(format!("{}/none", settings.issuer));
+    }
+    Authenticator::builder()
+        .issuer(issuer)
+        // Reads the allowance and address claims of restricted tokens.
+        .policies(
+            Policies::new(store.clone())
+                .credits(Credits::new())
+                .ip_binding(IpBinding::new()),
+        )
+        .build()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tollgate_core::Algorithm;
+    use tollgate_core::policy::MemoryStore;
+
+    /// A server at `https://issuer.example` with an ES256 ring in memory.
+    pub(crate) fn server(clients: Vec<Client>) -> Arc<TokenServer> {
+        TokenServer::new(
+            Settings::new("https://issuer.example"),
+            KeyRing::ephemeral(Algorithm::ES256).unwrap(),
+            clients,
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_ring_must_keep_the_signing_key() {
+        let server = server(vec![]);
+        let before = server.jwks();
+        let err = server
+            .replace_keys(KeyRing::ephemeral(Algorithm::ES256).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("drops the signing key"), "{err}");
+        assert_eq!(server.jwks(), before, "the running ring stays");
+    }
+}
