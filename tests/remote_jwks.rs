@@ -125,12 +125,12 @@ async fn outage_keeps_known_keys_then_answers_503_after_the_stale_bound() {
     let signer = Signer::es256();
     let mut server = JwksServer::start(vec![signer.jwk("k")]).await;
     server.state.lock().unwrap().cache_control = Some("max-age=1".into());
-    let mut opts = RemoteOptions::default();
-    opts.min_refresh = Duration::from_secs(1);
-    opts.max_refresh = Duration::from_secs(1);
-    opts.max_stale = Duration::from_secs(1);
-    opts.error_backoff = Duration::from_millis(200);
-    opts.timeout = Duration::from_secs(1);
+    let opts = RemoteOptions::new()
+        .min_refresh(Duration::from_secs(1))
+        .max_refresh(Duration::from_secs(1))
+        .max_stale(Duration::from_secs(1))
+        .error_backoff(Duration::from_millis(200))
+        .timeout(Duration::from_secs(1));
     let auth = Authenticator::builder()
         .issuer(remote_issuer(&server).remote_options(opts))
         .build()
@@ -169,8 +169,7 @@ async fn background_refresh_follows_max_age() {
     let signer = Signer::es256();
     let server = JwksServer::start(vec![signer.jwk("k")]).await;
     server.state.lock().unwrap().cache_control = Some("public, max-age=1".into());
-    let mut opts = RemoteOptions::default();
-    opts.min_refresh = Duration::from_secs(1);
+    let opts = RemoteOptions::new().min_refresh(Duration::from_secs(1));
     let auth = Authenticator::builder()
         .issuer(remote_issuer(&server).remote_options(opts))
         .build()

@@ -550,9 +550,7 @@ fn report(as_json: bool, v: &Value) {
 }
 
 fn ago(t: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = tollgate_core::Clock::now_secs(&tollgate_core::SystemClock);
     let d = t - now;
     if d >= 0 {
         format!("in {d} s")

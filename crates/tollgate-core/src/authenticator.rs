@@ -565,8 +565,51 @@ pub(crate) enum Attempt {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use crate::algorithm::Algorithm;
+    use crate::clock::ManualClock;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn hs256(claims: &serde_json::Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+        let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    #[test]
+    fn expiry_follows_the_injected_clock_on_misses_and_cache_hits() {
+        let t0 = 1_700_000_000;
+        let clock = Arc::new(ManualClock::at_secs(t0));
+        let auth = Authenticator::builder()
+            .issuer(
+                TrustedIssuer::new("i")
+                    .audience("a")
+                    .key(VerifyingKey::hmac(SECRET, Algorithm::HS256).unwrap()),
+            )
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let token = hs256(&serde_json::json!({"iss": "i", "aud": "a", "exp": t0 + 100}));
+        assert!(auth.verify_now(&token).is_ok());
+        // Inside the 60 s leeway past `exp`: still accepted, from the cache.
+        clock.advance(Duration::from_secs(159));
+        assert!(auth.cached(&token).is_some_and(|r| r.is_ok()));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(auth.verify_now(&token).unwrap_err(), Error::Expired);
+        // A token issued in the clock's future is refused beyond the leeway.
+        let ahead = hs256(&serde_json::json!({"iss": "i", "aud": "a",
+            "exp": t0 + 10_000, "iat": t0 + 300}));
+        assert_eq!(auth.verify_now(&ahead).unwrap_err(), Error::IssuedInFuture);
+    }
 
     #[test]
     fn configuration_errors() {

@@ -25,34 +25,43 @@ use crate::error::{Error, Result};
 use crate::key::{JwkTrust, VerifyingKey, parse_jwks};
 use crate::keyset::{KeySet, Selected};
 
-/// How remote keys are fetched and cached. `Default` gives the values below.
+/// How remote keys are fetched and cached. Every setting has a default,
+/// stated on its method.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{RemoteOptions, TrustedIssuer};
+///
+/// let issuer = TrustedIssuer::new("https://issuer.example")
+///     .audience("api")
+///     .jwks_url("https://issuer.example/.well-known/jwks.json")
+///     .remote_options(RemoteOptions::new().timeout(Duration::from_secs(2)));
+/// # let _ = issuer;
+/// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
+#[must_use]
 pub struct RemoteOptions {
-    /// HTTP client to use; by default a client with rustls and no proxy
-    /// look-up is built. Pass your own to share a pool or set TLS roots.
-    pub client: Option<reqwest::Client>,
-    /// Bound on one fetch, connection to last body byte. Default 5 s.
-    pub timeout: Duration,
-    /// Largest JWKS or discovery document accepted. Default 256 KiB.
-    pub max_body: usize,
-    /// Least time between two fetches caused by unknown kids. Default 30 s.
-    pub unknown_kid_cooldown: Duration,
-    /// Lower clamp on `Cache-Control: max-age`. Default 60 s.
-    pub min_refresh: Duration,
-    /// Upper clamp on `Cache-Control: max-age`, and the lifetime used when the
-    /// response has none. Default 1 h.
-    pub max_refresh: Duration,
-    /// How long keys keep working past their lifetime while the endpoint
-    /// fails. Default 1 h.
-    pub max_stale: Duration,
-    /// After a failed fetch, requests that need one fail fast for this long.
-    /// Default 5 s.
-    pub error_backoff: Duration,
+    pub(crate) client: Option<reqwest::Client>,
+    pub(crate) timeout: Duration,
+    pub(crate) max_body: usize,
+    pub(crate) unknown_kid_cooldown: Duration,
+    pub(crate) min_refresh: Duration,
+    pub(crate) max_refresh: Duration,
+    pub(crate) max_stale: Duration,
+    pub(crate) error_backoff: Duration,
 }
 
 impl Default for RemoteOptions {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RemoteOptions {
+    /// The defaults below.
+    pub fn new() -> Self {
         RemoteOptions {
             client: None,
             timeout: Duration::from_secs(5),
@@ -63,6 +72,58 @@ impl Default for RemoteOptions {
             max_stale: Duration::from_secs(3600),
             error_backoff: Duration::from_secs(5),
         }
+    }
+
+    /// HTTP client to use; by default a client with rustls and no proxy
+    /// look-up is built. Pass your own to share a pool or set TLS roots.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Bound on one fetch, connection to last body byte. Default 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest JWKS or discovery document accepted. Default 256 KiB.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Least time between two fetches caused by unknown kids. Default 30 s.
+    pub fn unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.unknown_kid_cooldown = cooldown;
+        self
+    }
+
+    /// Lower clamp on `Cache-Control: max-age`. Default 60 s.
+    pub fn min_refresh(mut self, min: Duration) -> Self {
+        self.min_refresh = min;
+        self
+    }
+
+    /// Upper clamp on `Cache-Control: max-age`, and the lifetime used when
+    /// the response has none. Default 1 h.
+    pub fn max_refresh(mut self, max: Duration) -> Self {
+        self.max_refresh = max;
+        self
+    }
+
+    /// How long keys keep working past their lifetime while the endpoint
+    /// fails. Default 1 h.
+    pub fn max_stale(mut self, max: Duration) -> Self {
+        self.max_stale = max;
+        self
+    }
+
+    /// After a failed fetch, requests that need one fail fast for this
+    /// long. Default 5 s.
+    pub fn error_backoff(mut self, backoff: Duration) -> Self {
+        self.error_backoff = backoff;
+        self
     }
 }
 

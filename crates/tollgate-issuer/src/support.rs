@@ -6,9 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Now, in Unix seconds (0 before the epoch).
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    tollgate_core::Clock::now_secs(&tollgate_core::SystemClock)
 }
 
 /// `bytes` random bytes, base64url without padding: key ids, `jti`s,

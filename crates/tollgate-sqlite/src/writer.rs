@@ -227,9 +227,7 @@ pub(crate) struct Writer {
 const IDLE_GAP: Duration = Duration::from_micros(50);
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    tollgate_core::Clock::now_secs(&tollgate_core::SystemClock)
 }
 
 impl Writer {

@@ -104,9 +104,7 @@ impl Default for MemoryStore {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::unix_now_ms().div_euclid(1000)
 }
 
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
