@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use tollgate_conformance::jwt as support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tollgate_core::policy::{Consumed, Consumption, Principal, Store, TokenRef, Verdict};
 
+pub mod jwt;
 pub mod redis_server;
 
 /// A store under test, and whatever must live as long as it (a temporary

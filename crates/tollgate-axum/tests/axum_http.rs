@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use tollgate_conformance::jwt as support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Signer, now};
-use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
-use tollgate::core::{Authenticator, Error, TrustedIssuer};
+use tollgate_axum::{AuthLayer, Claims, RequireScopeLayer, Scopes};
+use tollgate_core::{Authenticator, Error, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -520,7 +520,7 @@ async fn first_requests_wait_for_remote_keys_then_reach_the_handler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layer_around_the_router() {
     use std::sync::Arc as StdArc;
-    use tollgate::core::policy::{IpBinding, MemoryStore, Policies};
+    use tollgate_core::policy::{IpBinding, MemoryStore, Policies};
     let auth = Authenticator::builder()
         .check_claims::<App>()
         .issuer(

@@ -13,13 +13,16 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use tollgate::core::{Algorithm, Jwk, JwkTrust, VerifyingKey, jws};
+use tollgate_core::{Algorithm, Jwk, JwkTrust, VerifyingKey, jws};
 
 fn vectors() -> Option<PathBuf> {
     let dir = std::env::var_os("TOLLGATE_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/vectors"
+            ))
         });
     if dir.is_dir() {
         return Some(dir);
@@ -162,7 +165,7 @@ fn wycheproof_json_web_signatures() {
                 // valid; Tollgate binds each key to its JWK `alg` and refuses.
                 assert_eq!(
                     outcome,
-                    Err(tollgate::core::Error::AlgorithmNotAllowed),
+                    Err(tollgate_core::Error::AlgorithmNotAllowed),
                     "tcId {id}"
                 );
                 stricter += 1;

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use tollgate_conformance::jwt as support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use serde_json::json;
 use support::{Signer, good_claims, now};
-use tollgate::actix::{Auth, Claims, Scopes};
-use tollgate::core::{Authenticator, Error, TrustedIssuer};
+use tollgate_actix::{Auth, Claims, Scopes};
+use tollgate_core::{Authenticator, Error, TrustedIssuer};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -128,7 +128,7 @@ async fn rejections_never_reach_the_handler_and_typed_claims_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_claims_work_under_a_middleware_built_with_the_plain_builder() {
-    let auth = static_auth::<tollgate::core::NoClaims>();
+    let auth = static_auth::<tollgate_core::NoClaims>();
     let addr: SocketAddr = serve!(move || {
         App::new()
             .route(
@@ -157,7 +157,7 @@ async fn typed_claims_work_under_a_middleware_built_with_the_plain_builder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optional_mode_and_a_missing_middleware() {
-    let auth = static_auth::<tollgate::core::NoClaims>();
+    let auth = static_auth::<tollgate_core::NoClaims>();
     let addr: SocketAddr = serve!(move || {
         App::new()
             .route(
@@ -201,7 +201,7 @@ async fn optional_mode_and_a_missing_middleware() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_and_error_hook() {
-    let auth = static_auth::<tollgate::core::NoClaims>();
+    let auth = static_auth::<tollgate_core::NoClaims>();
     let addr =
         serve!(move || {
             App::new()
@@ -275,8 +275,8 @@ async fn waiting_requests_share_one_jwks_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scope_requirements_on_a_resource_and_a_scope() {
-    use tollgate::actix::RequireScope;
-    let auth = static_auth::<tollgate::core::NoClaims>();
+    use tollgate_actix::RequireScope;
+    let auth = static_auth::<tollgate_core::NoClaims>();
     let addr = serve!(move || {
         App::new()
             .service(

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use tollgate_conformance::jwt as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use support::{JwksServer, Signer, good_claims};
-use tollgate::core::{Authenticator, Error, RemoteOptions, TrustedIssuer, error_response};
+use tollgate_core::{Authenticator, Error, RemoteOptions, TrustedIssuer, error_response};
 
 fn remote_issuer(server: &JwksServer) -> TrustedIssuer {
     TrustedIssuer::new(server.base())

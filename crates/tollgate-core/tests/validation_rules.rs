@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use tollgate_conformance::jwt as support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{Signer, good_claims, now};
-use tollgate::core::{Algorithm, Authenticator, Error, TrustedIssuer, Verified, error_response};
+use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, Verified, error_response};
 
 const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -131,7 +131,7 @@ fn an_hmac_token_never_verifies_against_a_public_key() {
         Error::AlgorithmNotAllowed
     );
     // And an HMAC secret cannot be built for an asymmetric algorithm.
-    assert!(tollgate::core::VerifyingKey::hmac(SECRET, Algorithm::RS256).is_err());
+    assert!(tollgate_core::VerifyingKey::hmac(SECRET, Algorithm::RS256).is_err());
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn malformed_tokens_get_typed_errors() {
 #[derive(Debug, Deserialize)]
 struct Plan {
     tier: String,
-    #[serde(deserialize_with = "tollgate::core::claims::u64_or_string")]
+    #[serde(deserialize_with = "tollgate_core::claims::u64_or_string")]
     credits: u64,
 }
 

@@ -1,12 +1,7 @@
 //! Shared test parts: signing keys, token minting, and a loopback JWKS server
 //! that counts its hits.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::large_enum_variant
-)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::large_enum_variant)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +18,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tollgate::core::{Algorithm, VerifyingKey};
+use tollgate_core::{Algorithm, VerifyingKey};
 
 pub fn now() -> i64 {
     SystemTime::now()
