@@ -53,232 +53,43 @@
 //! integers as sent, never a Lua number.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+mod scripts;
+
+pub use builder::RedisStoreBuilder;
+use scripts::{EXACT, MAX_EXPIRY};
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tollgate_core::policy::{
     Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
     TokenRef, Verdict,
 };
 
-/// Allowances, costs and refunds above this are taken as this: Lua's
-/// numbers are exact up to it.
-const EXACT: u64 = 1 << 53;
-
-/// The least `grace` (seconds): the authenticator's default leeway.
-const MIN_GRACE: i64 = tollgate_core::DEFAULT_LEEWAY.as_secs() as i64;
-
-/// The most `grace` (seconds, about 30 years).
-const MAX_GRACE: i64 = 1 << 30;
-
-/// The latest expiry handed to Redis (Unix seconds, about year 36,800):
-/// exact in Lua, and far from `EXPIREAT`'s overflow.
-const MAX_EXPIRY: i64 = 1 << 40;
-
-/// Lua helpers in front of every script: `at(expiry, grace)` is the later
-/// of `expiry` and Redis's now + `grace`; `keep(key, at)` makes the key live
-/// at least until `at` (never shortening its life); `consume(counter,
-/// allowance, cost, expiry, grace)` takes `cost` out of what is left and
-/// returns `{1, left}` charged or `{2, left}` exhausted.
-const PRELUDE: &str = r"
-local function at(expiry, grace)
-  local now = tonumber(redis.call('TIME')[1])
-  return math.max(tonumber(expiry), now + tonumber(grace))
-end
-local function keep(key, until_)
-  if redis.call('EXPIRETIME', key) < until_ then redis.call('EXPIREAT', key, until_) end
-end
-local function consume(counter, allowance, cost, expiry, grace)
-  local spent = redis.call('GET', counter)
-  local left = tonumber(allowance) - tonumber(spent or '0')
-  if left < 0 then left = 0 end
-  if tonumber(cost) > left then return {2, left} end
-  -- The integer as sent, never a Lua number.
-  redis.call('INCRBY', counter, cost)
-  if not spent then redis.call('EXPIREAT', counter, at(expiry, grace)) end
-  return {1, left - tonumber(cost)}
-end
-";
-
-/// Revocation + watermarks + consumption, in one call.
-///
-/// KEYS: revoked marker, subject watermark, client watermark, counter.
-/// ARGV: iat (or ""), consume? ("1"/"0"), allowance, cost, counter expiry
-/// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
-/// consumption, `{1, left}` charged, `{2, left}` exhausted.
-const CHECK: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
-local iat = tonumber(ARGV[1])
-for i = 2, 3 do
-  local mark = redis.call('GET', KEYS[i])
-  if mark and (iat == nil or iat < tonumber(mark)) then return {-1, 0} end
-end
-if ARGV[2] ~= '1' then return {0, 0} end
-return consume(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-";
-
-/// Consumption without the revocation checks. KEYS: counter. ARGV:
-/// allowance, cost, counter expiry, grace.
-const CONSUME: &str = r"
-return consume(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-";
-
-/// Refund, never below zero. KEYS: counter. ARGV: allowance, amount.
-/// Returns the credits left.
-const REFUND: &str = r"
-local spent = redis.call('GET', KEYS[1])
-if not spent then return tonumber(ARGV[1]) end
-local amount = tonumber(ARGV[2])
-local rest = 0
-if amount < tonumber(spent) then
-  redis.call('DECRBY', KEYS[1], ARGV[2])
-  rest = tonumber(spent) - amount
-else
-  redis.call('DECRBY', KEYS[1], spent)
-end
-local left = tonumber(ARGV[1]) - rest
-if left < 0 then left = 0 end
-return left
-";
-
-/// Revokes one token, never shortening an earlier revocation's life.
-/// KEYS: marker. ARGV: expiry (Unix seconds), grace.
-const REVOKE: &str = r"
-redis.call('SET', KEYS[1], '1', 'KEEPTTL')
-keep(KEYS[1], at(ARGV[1], ARGV[2]))
-return 1
-";
-
-/// Raises a watermark (never lowers it, nor shortens its life). KEYS:
-/// watermark. ARGV: before, expiry (Unix seconds), grace.
-const WATERMARK: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-end
-keep(KEYS[1], at(ARGV[2], ARGV[3]))
-return 1
-";
-
-/// A script with the [`PRELUDE`] helpers in front.
-fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
-}
-
-/// Builds a [`RedisStore`].
-#[derive(Debug, Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    grace: i64,
-    response_timeout: Duration,
-    connection_timeout: Duration,
-    not_revoked_ttl: Option<Duration>,
-}
-
-impl RedisStoreBuilder {
-    /// Key prefix (default `tollgate`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Seconds keys outlive their token's `exp` (default 300). At least 60,
-    /// the default leeway ([`DEFAULT_LEEWAY`](tollgate_core::DEFAULT_LEEWAY);
-    /// less is taken as 60), and it must stay above the authenticator's
-    /// leeway: a token is accepted until `exp` + leeway, and its counter must
-    /// outlive that, or its credits come back. Keys also live at least
-    /// `grace` seconds after they are written, by Redis's clock, whatever
-    /// the `exp`.
-    pub fn grace(mut self, seconds: i64) -> Self {
-        self.grace = seconds.clamp(MIN_GRACE, MAX_GRACE);
-        self
-    }
-
-    /// Longest wait for a reply before the request fails closed (default 1 s).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// Longest wait for a connection (default 1 s).
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
-        self
-    }
-
-    /// Remembers "not revoked" answers for unmetered tokens in this process
-    /// for up to `ttl`, sparing the round trip. A revocation made through
-    /// another instance is then seen up to `ttl` late (this instance's own
-    /// revocations are seen at once: an answer still in flight when this
-    /// instance revokes is not kept). Off by default. Metered tokens always
-    /// ask Redis: their consumption does the revocation check with it.
-    pub fn not_revoked_cache(mut self, ttl: Duration) -> Self {
-        self.not_revoked_ttl = Some(ttl);
-        self
-    }
-
-    /// Connects (and fails when Redis cannot be reached now). Later
-    /// outages are survived: the connection is re-established by itself.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(store_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.response_timeout))
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(store_error)?;
-        let check = script(CHECK);
-        // Loaded once here; later calls go by SHA (and reload after a restart).
-        check
-            .prepare_invoke()
-            .load_async(&mut conn.clone())
-            .await
-            .map_err(store_error)?;
-        Ok(RedisStore {
-            conn,
-            prefix: self.prefix,
-            grace: self.grace,
-            check,
-            consume: script(CONSUME),
-            refund: Script::new(REFUND),
-            revoke: script(REVOKE),
-            watermark: script(WATERMARK),
-            generation: Arc::new(AtomicU64::new(0)),
-            not_revoked: self.not_revoked_ttl.map(|ttl| {
-                moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(ttl)
-                    .build()
-            }),
-        })
-    }
-}
-
 /// Credits and revocations in Redis, shared by every API instance that uses
 /// the same Redis and prefix.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
-    grace: i64,
-    check: Script,
-    consume: Script,
-    refund: Script,
-    revoke: Script,
-    watermark: Script,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) prefix: String,
+    pub(crate) grace: i64,
+    pub(crate) check: Script,
+    pub(crate) consume: Script,
+    pub(crate) refund: Script,
+    pub(crate) revoke: Script,
+    pub(crate) watermark: Script,
     /// Bumped by every revocation through this store (and its clones): a
     /// "not revoked" answer is cached only if no revocation began while it
     /// was in flight.
-    generation: Arc<AtomicU64>,
-    not_revoked: Option<moka::sync::Cache<String, ()>>,
+    pub(crate) generation: Arc<AtomicU64>,
+    pub(crate) not_revoked: Option<moka::sync::Cache<String, ()>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -291,7 +102,7 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-fn store_error(e: redis::RedisError) -> StoreError {
+pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
     StoreError(format!("redis: {}", e.kind_str()))
 }
 

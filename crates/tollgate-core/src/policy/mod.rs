@@ -16,8 +16,10 @@
 //! # let _ = policies;
 //! ```
 
+mod config;
 mod ip;
 mod memory;
+mod meter;
 mod store;
 
 use std::fmt;
@@ -25,13 +27,15 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
 pub use crate::net::{BadIpNet, IpNet};
+pub use config::{ChargeMode, Credits, IpBinding, RequestInfo};
 pub use ip::ForwardedHeader;
 pub use memory::MemoryStore;
+pub use meter::{Meter, MeterFuture, MeterStep};
 pub use store::{
     Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
     TokenRef, Verdict,
@@ -39,176 +43,6 @@ pub use store::{
 
 use crate::claims::TokenInfo;
 use crate::error::{Error, Result};
-
-/// What a cost function sees of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestInfo<'a> {
-    /// The method, e.g. `GET`.
-    pub method: &'a str,
-    /// The path, without the query.
-    pub path: &'a str,
-    /// The query, without `?`.
-    pub query: Option<&'a str>,
-}
-
-type CostFn = Arc<dyn Fn(&RequestInfo<'_>) -> u64 + Send + Sync>;
-type RefundFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
-
-/// When credits are taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChargeMode {
-    /// Charged before the handler runs; kept whatever the handler answers.
-    #[default]
-    OnRequest,
-    /// Reserved before the handler runs and refunded when the handler fails
-    /// (a 5xx by default, or what [`Credits::refund_when`] says).
-    OnSuccess,
-}
-
-/// Credit metering: a token carrying an allowance claim (a number or a
-/// numeric string) pays for each request out of it. Tokens without the
-/// claim are not metered.
-#[derive(Clone)]
-pub struct Credits {
-    claim: String,
-    cost: u64,
-    cost_fn: Option<CostFn>,
-    mode: ChargeMode,
-    refund_when: Option<RefundFn>,
-}
-
-impl fmt::Debug for Credits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credits")
-            .field("claim", &self.claim)
-            .field("cost", &self.cost)
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Credits {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Credits {
-    /// Allowance claim `credits`, each request costs 1, charged on request.
-    pub fn new() -> Self {
-        Credits {
-            claim: "credits".into(),
-            cost: 1,
-            cost_fn: None,
-            mode: ChargeMode::OnRequest,
-            refund_when: None,
-        }
-    }
-
-    /// The name of the allowance claim.
-    pub fn claim(mut self, name: impl Into<String>) -> Self {
-        self.claim = name.into();
-        self
-    }
-
-    /// The default cost of a request (0 allowed). A route-level cost
-    /// replaces it for that route.
-    pub fn cost(mut self, cost: u64) -> Self {
-        self.cost = cost;
-        self
-    }
-
-    /// Computes the cost from the request (replaces the default cost).
-    pub fn cost_fn<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&RequestInfo<'_>) -> u64 + Send + Sync + 'static,
-    {
-        self.cost_fn = Some(Arc::new(f));
-        self
-    }
-
-    /// Charge on success: reserve before, refund when the handler fails.
-    pub fn charge_on_success(mut self) -> Self {
-        self.mode = ChargeMode::OnSuccess;
-        self
-    }
-
-    /// Which statuses count as failure under
-    /// [`charge_on_success`](Self::charge_on_success) (default: 5xx).
-    pub fn refund_when<F>(mut self, f: F) -> Self
-    where
-        F: Fn(StatusCode) -> bool + Send + Sync + 'static,
-    {
-        self.refund_when = Some(Arc::new(f));
-        self
-    }
-
-    /// The charge mode.
-    pub fn mode(&self) -> ChargeMode {
-        self.mode
-    }
-
-    fn cost_of(&self, req: &RequestInfo<'_>) -> u64 {
-        match &self.cost_fn {
-            Some(f) => f(req),
-            None => self.cost,
-        }
-    }
-}
-
-/// Client address binding: a token carrying the address claim (one address
-/// or a list of addresses and CIDR ranges, IPv4 and IPv6) is accepted only
-/// from those addresses. Tokens without the claim are not bound.
-#[derive(Debug, Clone)]
-pub struct IpBinding {
-    claim: String,
-    trusted: ip::TrustedProxies,
-}
-
-impl Default for IpBinding {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl IpBinding {
-    /// Claim `ip`; no proxy trusted (the client is the peer).
-    pub fn new() -> Self {
-        IpBinding {
-            claim: "ip".into(),
-            trusted: ip::TrustedProxies::default(),
-        }
-    }
-
-    /// The name of the address claim.
-    pub fn claim(mut self, name: impl Into<String>) -> Self {
-        self.claim = name.into();
-        self
-    }
-
-    /// Proxies (addresses or CIDR ranges) whose forwarding header (see
-    /// [`forwarded_header`](Self::forwarded_header)) is believed. The
-    /// client is the right-most address in the header that is not a
-    /// trusted proxy.
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> std::result::Result<Self, BadIpNet>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        for p in proxies {
-            self.trusted.nets.push(p.as_ref().parse()?);
-        }
-        Ok(self)
-    }
-
-    /// The header the trusted proxies write (default
-    /// [`ForwardedHeader::Both`]: either, and both must agree when both
-    /// are present). Name it when you know it.
-    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.trusted.header = header;
-        self
-    }
-}
 
 /// The policies an [`Authenticator`](crate::Authenticator) applies after a
 /// token verified. Revocation is checked on every request (cache hits
@@ -323,7 +157,7 @@ impl Policies {
     ///
     /// On success, returns the [`Meter`] of a metered token (to put in the
     /// request, for route costs, refunds and the credit headers).
-    pub fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         token: Arc<dyn TokenInfo>,
         client: Option<IpAddr>,
@@ -419,10 +253,10 @@ pub fn token_ref(token: &dyn TokenInfo) -> TokenRef<'_> {
 }
 
 /// A policy decision still waiting for the store.
-pub type AdmissionFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<Meter>>>> + Send>>;
+pub(crate) type AdmissionFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<Meter>>>> + Send>>;
 
 /// A policy decision, answered now or after the store replies.
-pub enum Admission {
+pub(crate) enum Admission {
     /// Decided without waiting.
     Ready(Result<Option<Arc<Meter>>>),
     /// The store must be awaited.
@@ -434,217 +268,6 @@ impl fmt::Debug for Admission {
         match self {
             Admission::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
             Admission::Pending(_) => f.write_str("Pending"),
-        }
-    }
-}
-
-/// The credits of one metered request: what was charged, what is left.
-/// Framework layers put it in the request; a route-level cost adjusts the
-/// charge, a failed request is refunded, and the response carries
-/// `Credits-Limit` and `Credits-Remaining`.
-pub struct Meter {
-    store: Arc<dyn Store>,
-    token: Arc<dyn TokenInfo>,
-    limit: u64,
-    charged: AtomicU64,
-    remaining: AtomicU64,
-    mode: ChargeMode,
-    refund_when: Option<RefundFn>,
-}
-
-impl fmt::Debug for Meter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Meter")
-            .field("limit", &self.limit)
-            .field("charged", &self.charged())
-            .field("remaining", &self.remaining())
-            .finish_non_exhaustive()
-    }
-}
-
-/// A future a [`Meter`] operation must wait for.
-pub type MeterFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
-
-impl Meter {
-    /// The token's allowance.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    /// Credits charged to this request so far.
-    pub fn charged(&self) -> u64 {
-        self.charged.load(Ordering::Acquire)
-    }
-
-    /// Credits left after this request's charge.
-    pub fn remaining(&self) -> u64 {
-        self.remaining.load(Ordering::Acquire)
-    }
-
-    /// True when a response with `status` (or a rejection by a Tollgate
-    /// layer inside, `rejected`) gives the charge back.
-    pub fn should_refund(&self, status: StatusCode, rejected: bool) -> bool {
-        if self.charged() == 0 {
-            return false;
-        }
-        if rejected {
-            return true;
-        }
-        match self.mode {
-            ChargeMode::OnRequest => false,
-            ChargeMode::OnSuccess => match &self.refund_when {
-                Some(f) => f(status),
-                None => status.is_server_error(),
-            },
-        }
-    }
-
-    /// The response side of a metered request: gives the charge back when
-    /// the response failed (`status`, or `rejected` when a Tollgate layer
-    /// inside refused the request), as [`should_refund`](Self::should_refund)
-    /// says. Then write [`credit_headers`](Self::credit_headers).
-    pub fn settle(self: &Arc<Self>, status: StatusCode, rejected: bool) -> MeterStep {
-        if self.should_refund(status, rejected) {
-            self.refund_all()
-        } else {
-            MeterStep::Ready(Ok(()))
-        }
-    }
-
-    /// `Credits-Limit` and `Credits-Remaining`, as header names and values.
-    pub fn credit_headers(&self) -> [(&'static str, u64); 2] {
-        [
-            (crate::CREDITS_LIMIT, self.limit()),
-            (crate::CREDITS_REMAINING, self.remaining()),
-        ]
-    }
-
-    /// Makes this request cost `cost` in all (a route-level cost): charges
-    /// the difference, or refunds it. `Err(CreditsExhausted)` when the
-    /// difference cannot be paid (the earlier charge stays, for the caller
-    /// to refund with the rejection).
-    pub fn set_cost(self: &Arc<Self>, cost: u64) -> MeterStep {
-        let charged = self.charged();
-        if cost == charged {
-            return MeterStep::Ready(Ok(()));
-        }
-        let tref = token_ref(&*self.token);
-        if cost > charged {
-            let c = Consumption {
-                allowance: self.limit,
-                cost: cost - charged,
-            };
-            if let Some(answer) = self.store.try_consume(tref, c) {
-                return MeterStep::Ready(self.charged_more(c.cost, answer));
-            }
-            let this = self.clone();
-            MeterStep::Pending(Box::pin(async move {
-                let answer = this.store.consume(token_ref(&*this.token), c).await;
-                this.charged_more(c.cost, answer)
-            }))
-        } else {
-            self.refund(charged - cost)
-        }
-    }
-
-    /// Gives back everything charged to this request.
-    pub fn refund_all(self: &Arc<Self>) -> MeterStep {
-        self.refund(self.charged())
-    }
-
-    fn refund(self: &Arc<Self>, amount: u64) -> MeterStep {
-        // Take the amount out of `charged` before asking the store, so
-        // concurrent refunds of one meter never give back more than it was
-        // charged in all.
-        let taken = match self
-            .charged
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c > 0).then(|| c - c.min(amount))
-            }) {
-            Ok(before) => before.min(amount),
-            Err(_) => 0,
-        };
-        if taken == 0 {
-            return MeterStep::Ready(Ok(()));
-        }
-        let tref = token_ref(&*self.token);
-        if let Some(answer) = self.store.try_refund(tref, self.limit, taken) {
-            return MeterStep::Ready(self.refunded(answer));
-        }
-        let this = self.clone();
-        MeterStep::Pending(Box::pin(async move {
-            let answer = this
-                .store
-                .refund(token_ref(&*this.token), this.limit, taken)
-                .await;
-            this.refunded(answer)
-        }))
-    }
-
-    fn charged_more(
-        &self,
-        amount: u64,
-        answer: std::result::Result<Consumed, StoreError>,
-    ) -> Result<()> {
-        match answer {
-            Ok(Consumed::Charged { remaining }) => {
-                self.charged.fetch_add(amount, Ordering::AcqRel);
-                self.remaining.store(remaining, Ordering::Release);
-                Ok(())
-            }
-            Ok(Consumed::Exhausted { remaining }) => Err(Error::CreditsExhausted {
-                limit: self.limit,
-                remaining,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "credit store unavailable");
-                Err(Error::StoreUnavailable)
-            }
-        }
-    }
-
-    /// The refunded amount was already taken out of `charged`, for good.
-    fn refunded(&self, answer: std::result::Result<u64, StoreError>) -> Result<()> {
-        match answer {
-            Ok(remaining) => {
-                self.remaining.store(remaining, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                // The store may or may not have applied it (a timeout says
-                // nothing), so `taken` is not put back: a later refund of
-                // this request can only give back less, never twice.
-                tracing::warn!(error = %e, "refund failed; credits may stay spent");
-                Err(Error::StoreUnavailable)
-            }
-        }
-    }
-}
-
-/// A [`Meter`] step, done now or after the store replies.
-#[must_use = "a pending step does nothing until awaited"]
-pub enum MeterStep {
-    /// Done without waiting.
-    Ready(Result<()>),
-    /// The store must be awaited.
-    Pending(MeterFuture),
-}
-
-impl MeterStep {
-    /// Waits for the step, whichever kind it is.
-    pub async fn wait(self) -> Result<()> {
-        match self {
-            MeterStep::Ready(r) => r,
-            MeterStep::Pending(f) => f.await,
-        }
-    }
-}
-
-impl fmt::Debug for MeterStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MeterStep::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
-            MeterStep::Pending(_) => f.write_str("Pending"),
         }
     }
 }

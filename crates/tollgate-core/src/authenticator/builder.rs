@@ -1,0 +1,188 @@
+//! [`AuthenticatorBuilder`]: trusted issuers, policies, the cache and the
+//! clock, checked at [`build`](AuthenticatorBuilder::build).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::{Authenticator, Inner, IssuerState, Keys};
+use crate::cache::TokenCache;
+use crate::claims::Verified;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::issuer::{Source, TrustedIssuer};
+use crate::jws::KnownHeaders;
+use crate::policy::Policies;
+use crate::remote::RemoteKeys;
+
+/// Verified-token cache settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CacheConfig {
+    pub(super) capacity: u64,
+    pub(super) ttl: Duration,
+}
+
+/// A check of an application claims type, run at verification.
+pub(super) type ClaimsCheck = fn(&Verified) -> Result<()>;
+
+/// Builds an [`Authenticator`]. Every setting has a default; see each
+/// method.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Plan {
+///     tier: String,
+/// }
+///
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).unwrap()))
+///     .check_claims::<Plan>()
+///     .cache_ttl(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// # let _ = auth;
+/// ```
+#[must_use]
+pub struct AuthenticatorBuilder {
+    pub(super) issuers: Vec<TrustedIssuer>,
+    pub(super) policies: Option<Policies>,
+    pub(super) cache: Option<CacheConfig>,
+    pub(super) claims_checks: Vec<ClaimsCheck>,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AuthenticatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticatorBuilder")
+            .field("issuers", &self.issuers.len())
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthenticatorBuilder {
+    /// Trusts an issuer. Several issuers may be added; a token is matched to
+    /// one by its exact `iss`.
+    pub fn issuer(mut self, issuer: TrustedIssuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    /// Applies [`Policies`] (revocation, credits, address binding) to every
+    /// request, verified-token cache hits included. The request gate runs
+    /// them; see [`policy`](crate::policy).
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// Reads the application claims `C` at verification, so a token whose
+    /// claims do not fit `C` is refused (401 `invalid_claim`) before any
+    /// handler runs. Without it, `C` is read when a handler first asks for
+    /// it ([`Verified::claims`]), with the same answer. May be called for
+    /// several types.
+    pub fn check_claims<C>(mut self) -> Self
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.claims_checks.push(|v| v.claims::<C>().map(drop));
+        self
+    }
+
+    /// Verified-token cache size in entries. Default 10,000.
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        if let Some(c) = &mut self.cache {
+            c.capacity = entries;
+        }
+        self
+    }
+
+    /// Longest time a verified token is remembered (never past its `exp`).
+    /// Default 5 minutes.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(c) = &mut self.cache {
+            c.ttl = ttl;
+        }
+        self
+    }
+
+    /// Turns the verified-token cache off: every request checks the signature.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// The clock that `exp`, `nbf` and `iat` are checked against. Default:
+    /// [`SystemClock`](crate::SystemClock). Tests of time rules pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks the configuration and builds the authenticator. No network
+    /// access happens here; see [`Authenticator::ready`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when no issuer is configured, an issuer is
+    /// configured twice, has no audience or no keys, or a remote key source
+    /// cannot be set up.
+    pub fn build(self) -> Result<Authenticator> {
+        if self.issuers.is_empty() {
+            return Err(Error::Config("no issuer configured".into()));
+        }
+        let mut states = Vec::with_capacity(self.issuers.len());
+        for cfg in self.issuers {
+            if states.iter().any(|s: &IssuerState| s.cfg.name == cfg.name) {
+                return Err(Error::Config(format!(
+                    "issuer `{}` configured twice",
+                    cfg.name
+                )));
+            }
+            if cfg.audiences.is_empty() {
+                return Err(Error::Config(format!(
+                    "issuer `{}` has no audience; `aud` is always checked",
+                    cfg.name
+                )));
+            }
+            let keys = match &cfg.source {
+                Source::None => {
+                    return Err(Error::Config(format!("issuer `{}` has no keys", cfg.name)));
+                }
+                Source::Static(ks) if ks.is_empty() => {
+                    return Err(Error::Config(format!(
+                        "issuer `{}` has an empty key set",
+                        cfg.name
+                    )));
+                }
+                Source::Static(ks) => Keys::Static(ks.clone()),
+                Source::Remote(loc) => Keys::Remote(Arc::new(RemoteKeys::new(
+                    cfg.name.clone(),
+                    loc.clone(),
+                    cfg.remote.clone(),
+                )?)),
+            };
+            states.push(IssuerState { cfg, keys });
+        }
+        let cache = self.cache.map(|c| TokenCache::new(c.capacity, c.ttl));
+        Ok(Authenticator {
+            inner: Arc::new(Inner {
+                required_claims: states.iter().any(|s| !s.cfg.required_claims.is_empty()),
+                headers: KnownHeaders::default(),
+                issuers: states,
+                cache,
+                policies: self.policies.map(Arc::new),
+                claims_checks: self.claims_checks,
+                clock: self.clock,
+            }),
+        })
+    }
+}

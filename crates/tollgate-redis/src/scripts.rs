@@ -1,0 +1,107 @@
+//! The Lua scripts, and the bounds they work within.
+
+use redis::Script;
+
+/// Allowances, costs and refunds above this are taken as this: Lua's
+/// numbers are exact up to it.
+pub(crate) const EXACT: u64 = 1 << 53;
+
+/// The least `grace` (seconds): the authenticator's default leeway.
+pub(crate) const MIN_GRACE: i64 = tollgate_core::DEFAULT_LEEWAY.as_secs() as i64;
+
+/// The most `grace` (seconds, about 30 years).
+pub(crate) const MAX_GRACE: i64 = 1 << 30;
+
+/// The latest expiry handed to Redis (Unix seconds, about year 36,800):
+/// exact in Lua, and far from `EXPIREAT`'s overflow.
+pub(crate) const MAX_EXPIRY: i64 = 1 << 40;
+
+/// Lua helpers in front of every script: `at(expiry, grace)` is the later
+/// of `expiry` and Redis's now + `grace`; `keep(key, at)` makes the key live
+/// at least until `at` (never shortening its life); `consume(counter,
+/// allowance, cost, expiry, grace)` takes `cost` out of what is left and
+/// returns `{1, left}` charged or `{2, left}` exhausted.
+pub(crate) const PRELUDE: &str = r"
+local function at(expiry, grace)
+  local now = tonumber(redis.call('TIME')[1])
+  return math.max(tonumber(expiry), now + tonumber(grace))
+end
+local function keep(key, until_)
+  if redis.call('EXPIRETIME', key) < until_ then redis.call('EXPIREAT', key, until_) end
+end
+local function consume(counter, allowance, cost, expiry, grace)
+  local spent = redis.call('GET', counter)
+  local left = tonumber(allowance) - tonumber(spent or '0')
+  if left < 0 then left = 0 end
+  if tonumber(cost) > left then return {2, left} end
+  -- The integer as sent, never a Lua number.
+  redis.call('INCRBY', counter, cost)
+  if not spent then redis.call('EXPIREAT', counter, at(expiry, grace)) end
+  return {1, left - tonumber(cost)}
+end
+";
+
+/// Revocation + watermarks + consumption, in one call.
+///
+/// KEYS: revoked marker, subject watermark, client watermark, counter.
+/// ARGV: iat (or ""), consume? ("1"/"0"), allowance, cost, counter expiry
+/// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
+/// consumption, `{1, left}` charged, `{2, left}` exhausted.
+pub(crate) const CHECK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
+local iat = tonumber(ARGV[1])
+for i = 2, 3 do
+  local mark = redis.call('GET', KEYS[i])
+  if mark and (iat == nil or iat < tonumber(mark)) then return {-1, 0} end
+end
+if ARGV[2] ~= '1' then return {0, 0} end
+return consume(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+";
+
+/// Consumption without the revocation checks. KEYS: counter. ARGV:
+/// allowance, cost, counter expiry, grace.
+pub(crate) const CONSUME: &str = r"
+return consume(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+";
+
+/// Refund, never below zero. KEYS: counter. ARGV: allowance, amount.
+/// Returns the credits left.
+pub(crate) const REFUND: &str = r"
+local spent = redis.call('GET', KEYS[1])
+if not spent then return tonumber(ARGV[1]) end
+local amount = tonumber(ARGV[2])
+local rest = 0
+if amount < tonumber(spent) then
+  redis.call('DECRBY', KEYS[1], ARGV[2])
+  rest = tonumber(spent) - amount
+else
+  redis.call('DECRBY', KEYS[1], spent)
+end
+local left = tonumber(ARGV[1]) - rest
+if left < 0 then left = 0 end
+return left
+";
+
+/// Revokes one token, never shortening an earlier revocation's life.
+/// KEYS: marker. ARGV: expiry (Unix seconds), grace.
+pub(crate) const REVOKE: &str = r"
+redis.call('SET', KEYS[1], '1', 'KEEPTTL')
+keep(KEYS[1], at(ARGV[1], ARGV[2]))
+return 1
+";
+
+/// Raises a watermark (never lowers it, nor shortens its life). KEYS:
+/// watermark. ARGV: before, expiry (Unix seconds), grace.
+pub(crate) const WATERMARK: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+keep(KEYS[1], at(ARGV[2], ARGV[3]))
+return 1
+";
+
+/// A script with the [`PRELUDE`] helpers in front.
+pub(crate) fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
