@@ -34,10 +34,7 @@ impl RequestView for View<'_> {
 /// Renders an error as core does, into an actix response, with the
 /// [`Error`] in the response extensions.
 pub fn render(err: &Error, realm: Option<&str>) -> HttpResponse {
-    respond(Rejection {
-        error: err.clone(),
-        response: tollgate_core::error_response(err, realm),
-    })
+    respond(Rejection::render(err.clone(), realm))
 }
 
 /// Copies core's answer (status, headers, body) into an actix response.

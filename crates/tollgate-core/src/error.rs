@@ -116,6 +116,7 @@ pub enum Error {
 
 /// The RFC 6750 §3.1 error code an [`Error`] maps to, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BearerError {
     /// `invalid_request` (400).
     InvalidRequest,

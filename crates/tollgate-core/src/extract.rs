@@ -30,6 +30,7 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Where tokens are read from, and how large they may be.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct BearerExtractor {
     max_len: usize,
     cookie: Option<String>,

@@ -299,6 +299,7 @@ impl VerifyingKey {
 
 /// Where a JWK comes from, which decides what it may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JwkTrust {
     /// Local configuration: symmetric keys allowed.
     Local,

@@ -16,6 +16,7 @@ use crate::key::{JwkTrust, SkippedKey, VerifyingKey, parse_jwks};
 /// assert_eq!(keys.len(), 1);
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct KeySet {
     keys: Vec<Arc<VerifyingKey>>,
 }

@@ -15,6 +15,7 @@ use crate::gate::Authentication;
 /// assert_eq!(write.required(), "reports:read reports:write");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
 pub struct ScopeRequirement {
     all: bool,
     scopes: Arc<[String]>,

@@ -31,6 +31,7 @@ use crate::support::{now, random_id};
 
 /// Key ring failures.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// Reading or writing the key directory failed.
     #[error("key store {path}: {source}")]

@@ -35,6 +35,7 @@
 //! and secrets), `keys` (signing keys, the ring, the key directory).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_auth;
 mod clients;

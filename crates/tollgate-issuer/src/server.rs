@@ -15,6 +15,7 @@ use crate::keys::{KeyError, KeyRing};
 
 /// How `scope` is written into access tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ScopeFormat {
     /// Space-delimited string (RFC 9068).
     #[default]

@@ -49,6 +49,7 @@ pub(crate) const DEFAULT_MAX_BATCH: usize = 512;
 
 /// SQLite's `synchronous` setting: how hard a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Synchronous {
     /// No syncs: fast, but a crash of the machine (not of the process) may
     /// lose acknowledged consumptions or corrupt the database.

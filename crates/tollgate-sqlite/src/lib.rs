@@ -97,6 +97,7 @@ use crate::writer::{Held, Reply, Request, Shared};
 
 /// What the writer has done since the store opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Groups of requests committed (one transaction, one sync each).
     pub commits: u64,

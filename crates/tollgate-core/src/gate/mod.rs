@@ -360,6 +360,7 @@ impl fmt::Debug for Decision {
 
 /// An admitted request: its token, and the meter of a metered token.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Admitted {
     /// The verified token.
     pub token: Arc<Verified>,
@@ -371,6 +372,7 @@ pub struct Admitted {
 
 /// A refused request: the error and the answer to send.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Rejection {
     /// Why. Adapters put it into the response's extensions, so an outer
     /// layer keeps the machine code whatever the hook made of the answer.
@@ -381,6 +383,13 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// Tollgate's answer to `error` with `realm`, not logged (for an
+    /// extractor's rejection, which the framework reports).
+    pub fn render(error: Error, realm: Option<&str>) -> Rejection {
+        let response = crate::error_response(&error, realm);
+        Rejection { error, response }
+    }
+
     /// The answer of a Tollgate layer inside the gate (scopes, route
     /// costs): Tollgate's rendering with `realm`, logged like the gate's.
     pub fn inner(error: Error, realm: Option<&str>) -> Rejection {

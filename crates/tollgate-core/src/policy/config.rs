@@ -12,6 +12,7 @@ use super::ip;
 
 /// What a cost function sees of a request.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct RequestInfo<'a> {
     /// The method, e.g. `GET`.
     pub method: &'a str,
@@ -26,6 +27,7 @@ pub(crate) type RefundFn = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
 /// When credits are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ChargeMode {
     /// Charged before the handler runs; kept whatever the handler answers.
     #[default]
@@ -39,6 +41,7 @@ pub enum ChargeMode {
 /// numeric string) pays for each request out of it. Tokens without the
 /// claim are not metered.
 #[derive(Clone)]
+#[must_use]
 pub struct Credits {
     pub(crate) claim: String,
     pub(crate) cost: u64,
@@ -130,6 +133,7 @@ impl Credits {
 /// or a list of addresses and CIDR ranges, IPv4 and IPv6) is accepted only
 /// from those addresses. Tokens without the claim are not bound.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct IpBinding {
     pub(crate) claim: String,
     pub(crate) trusted: ip::TrustedProxies,

@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 /// token verified. Revocation is checked on every request (cache hits
 /// included) whenever a store is set.
 #[derive(Clone)]
+#[must_use]
 pub struct Policies {
     store: Arc<dyn Store>,
     revocation: bool,
