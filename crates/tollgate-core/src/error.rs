@@ -106,13 +106,54 @@ pub enum Error {
     /// A key could not be loaded (configuration time).
     #[error("key rejected: {0}")]
     InvalidKey(String),
-    /// A JWKS or discovery document could not be fetched or used.
+    /// A JWKS or discovery document could not be fetched or used: what
+    /// went wrong (never with the URL's query), and the HTTP client's or
+    /// parser's error when there is one.
     #[error("key set fetch failed: {0}")]
-    KeyFetch(String),
+    KeyFetch(String, #[source] Option<Cause>),
     /// The configuration is inconsistent (configuration time).
     #[error("invalid configuration: {0}")]
     Config(String),
 }
+
+/// The error a failure came from, kept as a value for
+/// [`source()`](std::error::Error::source): shared (cheap to clone) and
+/// compared by its message.
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `error` as a cause.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(error))
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// The RFC 6750 §3.1 error code an [`Error`] maps to, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +208,7 @@ impl Error {
             Error::StoreUnavailable => "store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
             Error::InvalidKey(_) => "invalid_key",
-            Error::KeyFetch(_) => "key_fetch_failed",
+            Error::KeyFetch(..) => "key_fetch_failed",
             Error::Config(_) => "invalid_configuration",
         }
     }
@@ -182,7 +223,7 @@ impl Error {
                 Error::MissingToken => StatusCode::UNAUTHORIZED,
                 Error::CreditsExhausted { .. } => StatusCode::PAYMENT_REQUIRED,
                 Error::MalformedForwarded => StatusCode::BAD_REQUEST,
-                Error::KeysUnavailable | Error::KeyFetch(_) | Error::StoreUnavailable => {
+                Error::KeysUnavailable | Error::KeyFetch(..) | Error::StoreUnavailable => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -198,7 +239,7 @@ impl Error {
             Error::MissingToken
             | Error::KeysUnavailable
             | Error::InvalidKey(_)
-            | Error::KeyFetch(_)
+            | Error::KeyFetch(..)
             | Error::Config(_)
             | Error::CreditsExhausted { .. }
             | Error::MalformedForwarded
@@ -216,7 +257,7 @@ impl Error {
     pub const fn is_temporary(&self) -> bool {
         matches!(
             self,
-            Error::KeysUnavailable | Error::KeyFetch(_) | Error::StoreUnavailable
+            Error::KeysUnavailable | Error::KeyFetch(..) | Error::StoreUnavailable
         )
     }
 }

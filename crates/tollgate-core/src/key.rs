@@ -385,7 +385,7 @@ pub fn parse_jwks(
         keys: Vec<serde_json::Value>,
     }
     let doc: Doc = serde_json::from_slice(document)
-        .map_err(|_| Error::KeyFetch("not a JWKS document (needs a `keys` array)".into()))?;
+        .map_err(|_| Error::KeyFetch("not a JWKS document (needs a `keys` array)".into(), None))?;
     let mut keys = Vec::with_capacity(doc.keys.len());
     let mut skipped = Vec::new();
     for value in doc.keys {

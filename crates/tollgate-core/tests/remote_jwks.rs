@@ -215,7 +215,7 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
         .unwrap();
     let err = wrong.ready().await.unwrap_err();
     assert!(
-        matches!(&err, Error::KeyFetch(m) if m.contains("impostor")),
+        matches!(&err, Error::KeyFetch(m, _) if m.contains("impostor")),
         "{err}"
     );
     assert_eq!(
@@ -295,7 +295,7 @@ async fn remote_set_rules_oct_keys_key_urls_and_size_bound() {
         .unwrap();
     let err = big.ready().await.unwrap_err();
     assert!(
-        matches!(&err, Error::KeyFetch(m) if m.contains("bytes")),
+        matches!(&err, Error::KeyFetch(m, _) if m.contains("bytes")),
         "{err}"
     );
 }
@@ -316,7 +316,11 @@ async fn unreachable_endpoint_is_temporary_not_invalid() {
         )
         .build()
         .unwrap();
-    assert!(matches!(auth.ready().await, Err(Error::KeyFetch(_))));
+    let err = auth.ready().await.unwrap_err();
+    assert!(matches!(err, Error::KeyFetch(..)), "{err:?}");
+    // The HTTP client's error is kept as the cause, for `source()` chains.
+    let cause = std::error::Error::source(&err).expect("a cause");
+    assert!(!cause.to_string().is_empty());
     let token = Signer::es256().sign(Some("k"), &good_claims(&iss));
     let err = auth.verify(&token).await.unwrap_err();
     assert_eq!(err, Error::KeysUnavailable);

@@ -103,7 +103,7 @@ impl fmt::Debug for RedisStore {
 }
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {}", e.kind_str()))
+    StoreError::with_cause(format!("redis: {}", e.kind_str()), e)
 }
 
 trait KindStr {
@@ -133,7 +133,7 @@ fn consumed(reply: &[i64]) -> Result<Consumed, StoreError> {
         [2, left, ..] => Ok(Consumed::Exhausted {
             remaining: (*left).max(0) as u64,
         }),
-        _ => Err(StoreError("redis: unexpected script reply".into())),
+        _ => Err(StoreError::new("redis: unexpected script reply")),
     }
 }
 

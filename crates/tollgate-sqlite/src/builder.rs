@@ -161,7 +161,7 @@ impl SqliteStoreBuilder {
         let thread = std::thread::Builder::new()
             .name("tollgate-sqlite".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError(format!("sqlite: cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::new(format!("sqlite: cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             tx: Some(tx),
             thread: Some(thread),
@@ -184,7 +184,7 @@ fn open_connection(o: &SqliteStoreBuilder) -> Result<Connection, StoreError> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(sql_error)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError(format!(
+        return Err(StoreError::new(format!(
             "sqlite: WAL journal mode unavailable for {} (got {mode})",
             o.path.display()
         )));
@@ -197,7 +197,7 @@ fn open_connection(o: &SqliteStoreBuilder) -> Result<Connection, StoreError> {
     let schema = (|| {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
-            return Ok(Err(StoreError(format!(
+            return Ok(Err(StoreError::new(format!(
                 "sqlite: {} has schema version {version}, newer than this version knows ({SCHEMA_VERSION})",
                 o.path.display()
             ))));

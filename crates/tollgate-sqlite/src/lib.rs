@@ -135,7 +135,7 @@ impl fmt::Debug for SqliteStore {
 }
 
 fn stopped() -> StoreError {
-    StoreError("sqlite: the writer thread has stopped".into())
+    StoreError::new("sqlite: the writer thread has stopped")
 }
 
 fn ready<'a, T: Send + 'a>(v: Result<T, StoreError>) -> StoreFuture<'a, T> {
@@ -192,7 +192,7 @@ impl SqliteStore {
         match self.thread.take() {
             Some(thread) => thread
                 .join()
-                .map_err(|_| StoreError("sqlite: the writer thread panicked".into())),
+                .map_err(|_| StoreError::new("sqlite: the writer thread panicked")),
             None => Ok(()),
         }
     }
@@ -292,7 +292,7 @@ impl CreditStore for SqliteStore {
         Box::pin(async move {
             match verdict.await? {
                 Verdict::Admitted(Some(consumed)) => Ok(consumed),
-                _ => Err(StoreError("sqlite: consumption left unanswered".into())),
+                _ => Err(StoreError::new("sqlite: consumption left unanswered")),
             }
         })
     }

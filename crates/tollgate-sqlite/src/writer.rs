@@ -56,7 +56,7 @@ fn from_db(v: i64) -> u64 {
 }
 
 pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {e}"))
+    StoreError::with_cause(format!("sqlite: {e}"), e)
 }
 
 /// Counters behind [`crate::Stats`].
@@ -130,7 +130,7 @@ impl<T> Reply<T> {
         let result = match (failed, self.answer) {
             (Some(e), _) => Err(e.clone()),
             (None, Some(answer)) => Ok(answer),
-            (None, None) => Err(StoreError("sqlite: request left unanswered".into())),
+            (None, None) => Err(StoreError::new("sqlite: request left unanswered")),
         };
         // The caller may have gone away; what was committed stays committed.
         let _ = self.tx.send(result);

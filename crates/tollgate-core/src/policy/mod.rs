@@ -282,8 +282,8 @@ mod tests {
     struct Down;
 
     fn down<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
-        Box::pin(std::future::ready(Err(StoreError(
-            "connection refused".into(),
+        Box::pin(std::future::ready(Err(StoreError::new(
+            "connection refused",
         ))))
     }
 

@@ -1,5 +1,7 @@
 //! The store traits: where credit counters and revocations live.
 
+use crate::error::Cause;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -9,14 +11,43 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// A store could not answer (connection lost, disk error, timeout). The
 /// policies turn it into a 503 with `Retry-After` (fail closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
+#[error("store unavailable: {message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    cause: Option<Cause>,
+}
 
 impl StoreError {
+    /// A store failure described by `message` (never a token or a secret).
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A store failure that `cause` (the client's or the database's error)
+    /// led to; `message` says what it was without naming a token.
+    pub fn with_cause(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError {
+            message: message.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
+    /// What went wrong, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// A consumption asked for a token without a `jti`: a metered token
     /// cannot be counted without one.
     pub fn missing_jti() -> StoreError {
-        StoreError("a metered token needs a `jti`".into())
+        StoreError::new("a metered token needs a `jti`")
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use serde::Deserialize;
 
 use crate::algorithm::Algorithm;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::key::{JwkTrust, VerifyingKey, parse_jwks};
 use crate::keyset::{KeySet, Selected};
 
@@ -264,13 +264,19 @@ impl RemoteKeys {
                     jwks_uri: String,
                 }
                 let meta: Metadata = serde_json::from_slice(&body).map_err(|_| {
-                    Error::KeyFetch("discovery document lacks `issuer` or `jwks_uri`".into())
+                    Error::KeyFetch(
+                        "discovery document lacks `issuer` or `jwks_uri`".into(),
+                        None,
+                    )
                 })?;
                 if meta.issuer != *self.issuer {
-                    return Err(Error::KeyFetch(format!(
-                        "discovery document names issuer `{}`, expected `{}`",
-                        meta.issuer, self.issuer
-                    )));
+                    return Err(Error::KeyFetch(
+                        format!(
+                            "discovery document names issuer `{}`, expected `{}`",
+                            meta.issuer, self.issuer
+                        ),
+                        None,
+                    ));
                 }
                 st.jwks_url = Some(meta.jwks_uri.clone());
                 meta.jwks_uri
@@ -297,12 +303,17 @@ impl RemoteKeys {
                 .header(http::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| Error::KeyFetch(format!("GET {url}: {}", without_url(&e))))?;
+                .map_err(|e| {
+                    Error::KeyFetch(
+                        format!("GET {url}: {}", without_url(&e)),
+                        Some(Cause::new(e.without_url())),
+                    )
+                })?;
             if !resp.status().is_success() {
-                return Err(Error::KeyFetch(format!(
-                    "GET {url}: status {}",
-                    resp.status()
-                )));
+                return Err(Error::KeyFetch(
+                    format!("GET {url}: status {}", resp.status()),
+                    None,
+                ));
             }
             let max_age = resp
                 .headers()
@@ -311,20 +322,23 @@ impl RemoteKeys {
                 .and_then(parse_max_age);
             let limit = self.opts.max_body;
             if resp.content_length().is_some_and(|n| n > limit as u64) {
-                return Err(Error::KeyFetch(format!(
-                    "GET {url}: body over {limit} bytes"
-                )));
+                return Err(Error::KeyFetch(
+                    format!("GET {url}: body over {limit} bytes"),
+                    None,
+                ));
             }
             let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| Error::KeyFetch(format!("GET {url}: {}", without_url(&e))))?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                Error::KeyFetch(
+                    format!("GET {url}: {}", without_url(&e)),
+                    Some(Cause::new(e.without_url())),
+                )
+            })? {
                 if body.len() + chunk.len() > limit {
-                    return Err(Error::KeyFetch(format!(
-                        "GET {url}: body over {limit} bytes"
-                    )));
+                    return Err(Error::KeyFetch(
+                        format!("GET {url}: body over {limit} bytes"),
+                        None,
+                    ));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -333,10 +347,10 @@ impl RemoteKeys {
         tokio::time::timeout(self.opts.timeout, fetch)
             .await
             .map_err(|_| {
-                Error::KeyFetch(format!(
-                    "GET {url}: timed out after {:?}",
-                    self.opts.timeout
-                ))
+                Error::KeyFetch(
+                    format!("GET {url}: timed out after {:?}", self.opts.timeout),
+                    None,
+                )
             })?
     }
 }
