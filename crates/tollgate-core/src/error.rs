@@ -103,17 +103,47 @@ pub enum Error {
     /// The issuer's keys cannot be had right now (JWKS unreachable, stale beyond bound).
     #[error("the signing keys are temporarily unavailable")]
     KeysUnavailable,
-    /// A key could not be loaded (configuration time).
-    #[error("key rejected: {0}")]
-    InvalidKey(String),
     /// A JWKS or discovery document could not be fetched or used: what
     /// went wrong (never with the URL's query), and the HTTP client's or
     /// parser's error when there is one.
     #[error("key set fetch failed: {0}")]
     KeyFetch(String, #[source] Option<Cause>),
-    /// The configuration is inconsistent (configuration time).
+    /// A server mistake found while answering a request (no
+    /// authentication layer in front of a handler, no peer address for a
+    /// bound token): 500, never the client's fault. Mistakes found when
+    /// building are [`ConfigError`]s.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+/// Why a configuration was refused: building an
+/// [`Authenticator`](crate::Authenticator), loading a key or a key set. These
+/// happen at start-up, never in answer to a request; request-time failures
+/// are [`Error`]s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The settings are inconsistent (no issuer, no audience, no keys, an
+    /// issuer twice, ...).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A key or key set could not be loaded.
+    #[error("key rejected: {0}")]
+    InvalidKey(String),
+    /// The HTTP client for remote keys could not be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(#[source] Cause),
+}
+
+impl ConfigError {
+    /// A stable machine code, as [`Error::code`] gives.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Invalid(_) => "invalid_configuration",
+            ConfigError::InvalidKey(_) => "invalid_key",
+            ConfigError::HttpClient(_) => "http_client",
+        }
+    }
 }
 
 /// The error a failure came from, kept as a value for
@@ -207,7 +237,6 @@ impl Error {
             Error::MalformedForwarded => "malformed_forwarded",
             Error::StoreUnavailable => "store_unavailable",
             Error::KeysUnavailable => "keys_unavailable",
-            Error::InvalidKey(_) => "invalid_key",
             Error::KeyFetch(..) => "key_fetch_failed",
             Error::Config(_) => "invalid_configuration",
         }
@@ -238,7 +267,6 @@ impl Error {
         match self {
             Error::MissingToken
             | Error::KeysUnavailable
-            | Error::InvalidKey(_)
             | Error::KeyFetch(..)
             | Error::Config(_)
             | Error::CreditsExhausted { .. }

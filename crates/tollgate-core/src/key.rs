@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, Family};
-use crate::error::{Error, Result};
+use crate::error::ConfigError;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -54,9 +54,12 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidKey(msg.into())
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidKey(msg.into())
 }
+
+/// Result of loading a key.
+type KeyResult<T> = std::result::Result<T, ConfigError>;
 
 const fn hmac_algorithm(alg: Algorithm) -> Option<(hmac::Algorithm, usize)> {
     match alg {
@@ -102,7 +105,7 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
 impl VerifyingKey {
     /// An HMAC key. The secret must be at least as long as the hash output
     /// (RFC 7518 §3.2: 32 bytes for HS256, 48 for HS384, 64 for HS512).
-    pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<Self> {
+    pub fn hmac(secret: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let (halg, min) = hmac_algorithm(alg)
             .ok_or_else(|| invalid(format!("{alg} is not an HMAC algorithm")))?;
         if secret.len() < min {
@@ -122,7 +125,7 @@ impl VerifyingKey {
 
     /// A public key in PEM (`PUBLIC KEY`, i.e. SubjectPublicKeyInfo, or
     /// `RSA PUBLIC KEY`, PKCS#1).
-    pub fn from_pem(pem_text: &[u8], alg: Algorithm) -> Result<Self> {
+    pub fn from_pem(pem_text: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let block = pem::parse(pem_text).map_err(|e| invalid(format!("bad PEM: {e}")))?;
         match block.tag() {
             "PUBLIC KEY" | "RSA PUBLIC KEY" => Self::from_der(block.contents(), alg),
@@ -134,7 +137,7 @@ impl VerifyingKey {
 
     /// A public key in DER: SubjectPublicKeyInfo for every family, PKCS#1
     /// `RSAPublicKey` for RSA, a raw 32-byte key for Ed25519.
-    pub fn from_der(der: &[u8], alg: Algorithm) -> Result<Self> {
+    pub fn from_der(der: &[u8], alg: Algorithm) -> KeyResult<Self> {
         match alg.family() {
             Family::Hmac => Err(invalid(format!(
                 "{alg} is an HMAC algorithm; a public key cannot be used with it"
@@ -161,7 +164,7 @@ impl VerifyingKey {
     }
 
     /// An RSA public key from its big-endian modulus and exponent.
-    pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> Result<Self> {
+    pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> KeyResult<Self> {
         if alg.family() != Family::Rsa {
             return Err(invalid(format!("{alg} is not an RSA algorithm")));
         }
@@ -220,7 +223,7 @@ impl VerifyingKey {
 
     /// A key from a JWK. `trust` says where the JWK came from: symmetric
     /// (`oct`) keys are only accepted from local configuration.
-    pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> Result<Self> {
+    pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> KeyResult<Self> {
         if let Some(u) = &jwk.use_
             && u != "sig"
         {
@@ -236,7 +239,7 @@ impl VerifyingKey {
                 .ok_or_else(|| invalid(format!("unsupported `alg` `{name}`")))?,
             None => jwk.inferred_alg()?,
         };
-        let b64 = |field: &Option<String>, name: &str| -> Result<Vec<u8>> {
+        let b64 = |field: &Option<String>, name: &str| -> KeyResult<Vec<u8>> {
             let v = field
                 .as_deref()
                 .ok_or_else(|| invalid(format!("missing `{name}`")))?;
@@ -349,7 +352,7 @@ impl Jwk {
     /// The algorithm implied by a JWK without `alg`: the curve decides for EC
     /// and OKP keys; RSA keys default to RS256 (what issuers that omit `alg`
     /// mean); `oct` keys must say.
-    fn inferred_alg(&self) -> Result<Algorithm> {
+    fn inferred_alg(&self) -> KeyResult<Algorithm> {
         match (self.kty.as_str(), self.crv.as_deref()) {
             ("EC", Some("P-256")) => Ok(Algorithm::ES256),
             ("EC", Some("P-384")) => Ok(Algorithm::ES384),
@@ -379,13 +382,13 @@ pub struct SkippedKey {
 pub fn parse_jwks(
     document: &[u8],
     trust: JwkTrust,
-) -> Result<(Vec<VerifyingKey>, Vec<SkippedKey>)> {
+) -> KeyResult<(Vec<VerifyingKey>, Vec<SkippedKey>)> {
     #[derive(Deserialize)]
     struct Doc {
         keys: Vec<serde_json::Value>,
     }
     let doc: Doc = serde_json::from_slice(document)
-        .map_err(|_| Error::KeyFetch("not a JWKS document (needs a `keys` array)".into(), None))?;
+        .map_err(|_| invalid("not a JWKS document (needs a `keys` array)"))?;
     let mut keys = Vec::with_capacity(doc.keys.len());
     let mut skipped = Vec::new();
     for value in doc.keys {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
-use crate::error::Result;
 use crate::key::{JwkTrust, SkippedKey, VerifyingKey, parse_jwks};
 
 /// Keys of one issuer, parsed once. Cloning is cheap (keys are shared).
@@ -48,7 +47,9 @@ impl KeySet {
 
     /// Parses a local JWKS document. Symmetric (`oct`) keys are accepted
     /// (this is local configuration); unusable keys are returned, not fatal.
-    pub fn from_jwks(document: &[u8]) -> Result<(KeySet, Vec<SkippedKey>)> {
+    pub fn from_jwks(
+        document: &[u8],
+    ) -> std::result::Result<(KeySet, Vec<SkippedKey>), crate::ConfigError> {
         let (keys, skipped) = parse_jwks(document, JwkTrust::Local)?;
         Ok((KeySet::from_keys(keys), skipped))
     }

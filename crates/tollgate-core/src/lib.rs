@@ -5,7 +5,7 @@
 //! ```no_run
 //! use tollgate_core::{Authenticator, BearerExtractor, TrustedIssuer};
 //!
-//! # async fn run(req: http::Request<()>) -> Result<(), tollgate_core::Error> {
+//! # async fn run(req: http::Request<()>) -> Result<(), Box<dyn std::error::Error>> {
 //! let auth = Authenticator::builder()
 //!     .issuer(
 //!         TrustedIssuer::new("https://issuer.example")
@@ -48,7 +48,7 @@ pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use authenticator::{Authenticator, AuthenticatorBuilder};
 pub use claims::{NoClaims, TokenInfo, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BearerError, Cause, Error, Result};
+pub use error::{BearerError, Cause, ConfigError, Error, Result};
 pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
 pub use issuer::{DEFAULT_LEEWAY, TrustedIssuer};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};

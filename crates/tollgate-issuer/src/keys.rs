@@ -254,15 +254,15 @@ impl SigningKey {
     }
 
     /// The key that verifies this key's signatures.
-    pub fn verifying_key(&self) -> Result<VerifyingKey, tollgate_core::Error> {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, tollgate_core::ConfigError> {
         let key = match &self.material {
             Material::Hmac(_, secret) => VerifyingKey::hmac(secret, self.alg)?,
             _ => {
                 let jwk = self
                     .public_jwk()
-                    .ok_or(tollgate_core::Error::Config("no public key".into()))?;
+                    .ok_or(tollgate_core::ConfigError::Invalid("no public key".into()))?;
                 let jwk: tollgate_core::Jwk = serde_json::from_value(jwk)
-                    .map_err(|e| tollgate_core::Error::InvalidKey(e.to_string()))?;
+                    .map_err(|e| tollgate_core::ConfigError::InvalidKey(e.to_string()))?;
                 VerifyingKey::from_jwk(&jwk, tollgate_core::JwkTrust::Local)?
             }
         };

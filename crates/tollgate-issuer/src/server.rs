@@ -87,7 +87,7 @@ impl TokenServer {
         ring: KeyRing,
         clients: Vec<Client>,
         store: Arc<dyn Store>,
-    ) -> Result<Arc<TokenServer>, tollgate_core::Error> {
+    ) -> Result<Arc<TokenServer>, tollgate_core::ConfigError> {
         let clients: HashMap<String, Client> =
             clients.into_iter().map(|c| (c.id.clone(), c)).collect();
         let verifier = build_verifier(&settings, &ring, &clients, &store)?;
@@ -148,10 +148,10 @@ impl TokenServer {
 
     /// Replaces the key ring, e.g. with the one on disk after `tollgate keys
     /// rotate`. On error the current ring stays.
-    pub fn replace_keys(&self, ring: KeyRing) -> Result<(), tollgate_core::Error> {
+    pub fn replace_keys(&self, ring: KeyRing) -> Result<(), tollgate_core::ConfigError> {
         let mut current = write(&self.ring);
         if ring.active().is_none() {
-            return Err(tollgate_core::Error::Config(
+            return Err(tollgate_core::ConfigError::Invalid(
                 "the new key ring has no active key".into(),
             ));
         }
@@ -160,7 +160,7 @@ impl TokenServer {
         if let Some(active) = current.active()
             && !ring.keys().iter().any(|k| k.kid() == active.kid())
         {
-            return Err(tollgate_core::Error::Config(format!(
+            return Err(tollgate_core::ConfigError::Invalid(format!(
                 "the new key ring drops the signing key {kid} (rotated more than once \
                  without a reload?); restart to adopt it, and tokens signed by {kid} \
                  will fail",
@@ -176,7 +176,7 @@ impl TokenServer {
 
     /// Replaces every client, e.g. with those on disk after `tollgate
     /// clients add|remove`. On error the current clients stay.
-    pub fn replace_clients(&self, clients: Vec<Client>) -> Result<(), tollgate_core::Error> {
+    pub fn replace_clients(&self, clients: Vec<Client>) -> Result<(), tollgate_core::ConfigError> {
         let ring = read(&self.ring);
         let mut current = write(&self.clients);
         let clients: HashMap<String, Client> =
@@ -231,7 +231,7 @@ fn build_verifier(
     ring: &KeyRing,
     clients: &HashMap<String, Client>,
     store: &Arc<dyn Store>,
-) -> Result<Authenticator, tollgate_core::Error> {
+) -> Result<Authenticator, tollgate_core::ConfigError> {
     let mut issuer = TrustedIssuer::new(settings.issuer.clone())
         .keys(ring.key_set()?)
         .require_type("at+jwt");

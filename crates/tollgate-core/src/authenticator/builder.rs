@@ -10,7 +10,7 @@ use super::{Authenticator, Inner, IssuerState, Keys};
 use crate::cache::TokenCache;
 use crate::claims::Verified;
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 use crate::issuer::{Source, TrustedIssuer};
 use crate::jws::KnownHeaders;
 use crate::policy::Policies;
@@ -132,33 +132,36 @@ impl AuthenticatorBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when no issuer is configured, an issuer is
+    /// [`ConfigError::Invalid`] when no issuer is configured, an issuer is
     /// configured twice, has no audience or no keys, or a remote key source
     /// cannot be set up.
-    pub fn build(self) -> Result<Authenticator> {
+    pub fn build(self) -> std::result::Result<Authenticator, ConfigError> {
         if self.issuers.is_empty() {
-            return Err(Error::Config("no issuer configured".into()));
+            return Err(ConfigError::Invalid("no issuer configured".into()));
         }
         let mut states = Vec::with_capacity(self.issuers.len());
         for cfg in self.issuers {
             if states.iter().any(|s: &IssuerState| s.cfg.name == cfg.name) {
-                return Err(Error::Config(format!(
+                return Err(ConfigError::Invalid(format!(
                     "issuer `{}` configured twice",
                     cfg.name
                 )));
             }
             if cfg.audiences.is_empty() {
-                return Err(Error::Config(format!(
+                return Err(ConfigError::Invalid(format!(
                     "issuer `{}` has no audience; `aud` is always checked",
                     cfg.name
                 )));
             }
             let keys = match &cfg.source {
                 Source::None => {
-                    return Err(Error::Config(format!("issuer `{}` has no keys", cfg.name)));
+                    return Err(ConfigError::Invalid(format!(
+                        "issuer `{}` has no keys",
+                        cfg.name
+                    )));
                 }
                 Source::Static(ks) if ks.is_empty() => {
-                    return Err(Error::Config(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "issuer `{}` has an empty key set",
                         cfg.name
                     )));

@@ -17,7 +17,7 @@
 //! use tollgate_core::gate::{Authentication, Decision, Gate, HttpRequest};
 //! use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 //!
-//! # async fn run() -> Result<(), tollgate_core::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let gate = Gate::new(Authenticator::builder()
 //!     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
 //!         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use serde::Deserialize;
 
 use crate::algorithm::Algorithm;
-use crate::error::{Cause, Error, Result};
+use crate::error::{Cause, ConfigError, Error, Result};
 use crate::key::{JwkTrust, VerifyingKey, parse_jwks};
 use crate::keyset::{KeySet, Selected};
 
@@ -72,13 +72,17 @@ pub(crate) enum Lookup {
 pub(crate) use crate::clock::unix_now_ms as now_ms;
 
 impl RemoteKeys {
-    pub(crate) fn new(issuer: Arc<str>, location: Location, opts: RemoteOptions) -> Result<Self> {
+    pub(crate) fn new(
+        issuer: Arc<str>,
+        location: Location,
+        opts: RemoteOptions,
+    ) -> std::result::Result<Self, ConfigError> {
         let client = match &opts.client {
             Some(c) => c.clone(),
             None => reqwest::Client::builder()
                 .no_proxy()
                 .build()
-                .map_err(|e| Error::Config(format!("HTTP client: {e}")))?,
+                .map_err(|e| ConfigError::HttpClient(Cause::new(e)))?,
         };
         let missing = moka::sync::Cache::builder()
             .max_capacity(10_000)
@@ -283,7 +287,8 @@ impl RemoteKeys {
             }
         };
         let (body, max_age) = self.get(&url).await?;
-        let (keys, skipped) = parse_jwks(&body, JwkTrust::Remote)?;
+        let (keys, skipped) = parse_jwks(&body, JwkTrust::Remote)
+            .map_err(|e| Error::KeyFetch(e.to_string(), Some(Cause::new(e))))?;
         for s in &skipped {
             tracing::warn!(issuer = %self.issuer, kid = ?s.kid, reason = %s.reason, "JWKS key skipped");
         }

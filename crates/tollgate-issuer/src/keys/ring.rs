@@ -137,7 +137,7 @@ impl KeyRing {
     }
 
     /// A key set that verifies every key of the ring.
-    pub fn key_set(&self) -> Result<KeySet, tollgate_core::Error> {
+    pub fn key_set(&self) -> Result<KeySet, tollgate_core::ConfigError> {
         let mut set = KeySet::new();
         for k in &self.keys {
             set.push(k.verifying_key()?);
