@@ -105,6 +105,10 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
 impl VerifyingKey {
     /// An HMAC key. The secret must be at least as long as the hash output
     /// (RFC 7518 §3.2: 32 bytes for HS256, 48 for HS384, 64 for HS512).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
     pub fn hmac(secret: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let (halg, min) = hmac_algorithm(alg)
             .ok_or_else(|| invalid(format!("{alg} is not an HMAC algorithm")))?;
@@ -125,6 +129,10 @@ impl VerifyingKey {
 
     /// A public key in PEM (`PUBLIC KEY`, i.e. SubjectPublicKeyInfo, or
     /// `RSA PUBLIC KEY`, PKCS#1).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
     pub fn from_pem(pem_text: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let block = pem::parse(pem_text).map_err(|e| invalid(format!("bad PEM: {e}")))?;
         match block.tag() {
@@ -137,6 +145,10 @@ impl VerifyingKey {
 
     /// A public key in DER: SubjectPublicKeyInfo for every family, PKCS#1
     /// `RSAPublicKey` for RSA, a raw 32-byte key for Ed25519.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
     pub fn from_der(der: &[u8], alg: Algorithm) -> KeyResult<Self> {
         match alg.family() {
             Family::Hmac => Err(invalid(format!(
@@ -164,6 +176,10 @@ impl VerifyingKey {
     }
 
     /// An RSA public key from its big-endian modulus and exponent.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
     pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> KeyResult<Self> {
         if alg.family() != Family::Rsa {
             return Err(invalid(format!("{alg} is not an RSA algorithm")));
@@ -223,6 +239,10 @@ impl VerifyingKey {
 
     /// A key from a JWK. `trust` says where the JWK came from: symmetric
     /// (`oct`) keys are only accepted from local configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
     pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> KeyResult<Self> {
         if let Some(u) = &jwk.use_
             && u != "sig"
@@ -379,6 +399,10 @@ pub struct SkippedKey {
 /// Parses a JWKS document (`{"keys": [...]}`). Keys that cannot be used are
 /// skipped and reported; the document itself must be valid JSON with a
 /// `keys` array.
+///
+/// # Errors
+///
+/// [`ConfigError::InvalidKey`] when the document is not a JWKS.
 pub fn parse_jwks(
     document: &[u8],
     trust: JwkTrust,

@@ -47,6 +47,11 @@ impl KeySet {
 
     /// Parses a local JWKS document. Symmetric (`oct`) keys are accepted
     /// (this is local configuration); unusable keys are returned, not fatal.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`](crate::ConfigError::InvalidKey) when the
+    /// document is not a JWKS.
     pub fn from_jwks(
         document: &[u8],
     ) -> std::result::Result<(KeySet, Vec<SkippedKey>), crate::ConfigError> {

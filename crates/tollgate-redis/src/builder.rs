@@ -67,6 +67,11 @@ impl RedisStoreBuilder {
 
     /// Connects (and fails when Redis cannot be reached now). Later
     /// outages are survived: the connection is re-established by itself.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the URL is invalid, Redis cannot be reached within
+    /// the connection timeout, or the script cannot be loaded.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(self.url.as_str()).map_err(store_error)?;
         let config = ConnectionManagerConfig::new()

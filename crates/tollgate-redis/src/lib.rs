@@ -151,6 +151,10 @@ impl RedisStore {
     }
 
     /// Connects to `url` with the defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStoreBuilder::connect`].
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         Self::builder(url).connect().await
     }

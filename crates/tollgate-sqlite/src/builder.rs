@@ -140,6 +140,11 @@ impl SqliteStoreBuilder {
     /// Opens (or creates) the database, loads the revocations into memory
     /// and starts the writer thread. Blocks on disk I/O: call it at startup
     /// (or from `spawn_blocking`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database cannot be opened or created, its
+    /// schema is of another version, or the writer thread cannot start.
     pub fn open(self) -> Result<SqliteStore, StoreError> {
         let conn = open_connection(&self)?;
         let revs = load_revocations(&conn).map_err(sql_error)?;

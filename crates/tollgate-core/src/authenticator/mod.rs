@@ -28,7 +28,7 @@ use crate::key::VerifyingKey;
 use crate::keyset::{KeySet, Selected};
 use crate::payload::Payload;
 use crate::policy::Policies;
-use crate::remote::{Lookup, RemoteKeys};
+use crate::remote::{FetchReason, Lookup, RemoteKeys};
 use crate::validation;
 
 mod builder;
@@ -176,7 +176,7 @@ impl Authenticator {
         let Attempt::Fetch {
             issuer,
             seen,
-            unknown_kid,
+            reason,
         } = fetch
         else {
             return Err(Error::KeysUnavailable);
@@ -185,7 +185,7 @@ impl Authenticator {
             return Err(Error::KeysUnavailable);
         };
         // Boxed: the rare fetch path must not bloat every verify future.
-        Box::pin(remote.refresh(seen, unknown_kid.as_ref().map(|k| k.as_deref()))).await?;
+        Box::pin(remote.refresh(seen, &reason)).await?;
         match self.verify_uncached(token, self.now_ms(), true) {
             Attempt::Done(r) => self.remember(token, r?),
             Attempt::Fetch { .. } => Err(Error::KeysUnavailable),
@@ -342,7 +342,11 @@ impl Authenticator {
                     return Ok(Err(Attempt::Fetch {
                         issuer: index,
                         seen,
-                        unknown_kid: remote.usable(now_ms).then(|| kid.map(str::to_owned)),
+                        reason: if remote.usable(now_ms) {
+                            FetchReason::UnknownKid(kid.map(str::to_owned))
+                        } else {
+                            FetchReason::Stale
+                        },
                     }));
                 }
             },
@@ -390,8 +394,7 @@ pub(crate) enum Attempt {
     Fetch {
         issuer: usize,
         seen: u64,
-        /// `Some(kid)` when the keys are usable but lack this kid.
-        unknown_kid: Option<Option<String>>,
+        reason: FetchReason,
     },
 }
 

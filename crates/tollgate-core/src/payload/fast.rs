@@ -55,9 +55,9 @@ impl<'p> Reader<'p> {
         Some(s)
     }
 
-    /// A JSON number; `Some(Some(i))` for an integer that fits i64,
-    /// `Some(None)` for any other valid number, `None` for invalid syntax.
-    fn number(&mut self) -> Option<Option<i64>> {
+    /// A JSON number: `Value::Int` for an integer that fits i64,
+    /// `Value::Other` for any other valid number, `None` for invalid syntax.
+    fn number(&mut self) -> Option<Value<'p>> {
         let start = self.i;
         self.eat(b'-');
         match *self.b.get(self.i)? {
@@ -83,7 +83,10 @@ impl<'p> Reader<'p> {
             self.digits()?;
         }
         let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-        Some(if integer { text.parse().ok() } else { None })
+        Some(match integer.then(|| text.parse().ok()).flatten() {
+            Some(n) => Value::Int(n),
+            None => Value::Other,
+        })
     }
 
     fn digits(&mut self) -> Option<()> {
@@ -105,10 +108,7 @@ impl<'p> Reader<'p> {
         }
         Some(match *self.b.get(self.i)? {
             b'"' => Value::Str(self.string()?),
-            b'-' | b'0'..=b'9' => match self.number()? {
-                Some(n) => Value::Int(n),
-                None => Value::Other,
-            },
+            b'-' | b'0'..=b'9' => self.number()?,
             b't' => self.literal(b"true").map(|()| Value::Other)?,
             b'f' => self.literal(b"false").map(|()| Value::Other)?,
             b'n' => self.literal(b"null").map(|()| Value::Other)?,

@@ -164,6 +164,10 @@ impl IpBinding {
     /// [`forwarded_header`](Self::forwarded_header)) is believed. The
     /// client is the right-most address in the header that is not a
     /// trusted proxy.
+    ///
+    /// # Errors
+    ///
+    /// [`BadIpNet`] for an entry that is neither an address nor a CIDR range.
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> std::result::Result<Self, BadIpNet>
     where
         I: IntoIterator<Item = S>,

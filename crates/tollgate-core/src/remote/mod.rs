@@ -61,6 +61,14 @@ pub(crate) struct RemoteKeys {
     missing: moka::sync::Cache<String, ()>,
 }
 
+/// Why keys must be fetched.
+pub(crate) enum FetchReason {
+    /// The keys are missing, or stale beyond their lifetime.
+    Stale,
+    /// The keys are usable but lack this kid (`None`: a token without one).
+    UnknownKid(Option<String>),
+}
+
 /// Outcome of a look-up that never waits.
 pub(crate) enum Lookup {
     Key(Arc<VerifyingKey>),
@@ -145,20 +153,16 @@ impl RemoteKeys {
         self.missing.insert(kid.unwrap_or("").to_owned(), ());
     }
 
-    /// Loads keys when generation `seen` is still current. `unknown_kid`
-    /// says the reason is a kid the keys lack (subject to the cool-down);
-    /// otherwise the keys are missing or stale.
-    pub(crate) async fn refresh(
-        self: &Arc<Self>,
-        seen: u64,
-        unknown_kid: Option<Option<&str>>,
-    ) -> Result<()> {
+    /// Loads keys when generation `seen` is still current, for `reason`: a
+    /// kid the keys lack is subject to the cool-down.
+    pub(crate) async fn refresh(self: &Arc<Self>, seen: u64, reason: &FetchReason) -> Result<()> {
         let mut st = self.fetch.lock().await;
         if self.current().generation != seen {
             return Ok(());
         }
         let now = Instant::now();
-        if let Some(kid) = unknown_kid {
+        if let FetchReason::UnknownKid(kid) = reason {
+            let kid = kid.as_deref();
             if st
                 .last_unknown_fetch
                 .is_some_and(|t| now.duration_since(t) < self.opts.unknown_kid_cooldown)
