@@ -121,7 +121,7 @@ impl Policies {
 
     /// True when the client address must be known for this token: it is
     /// bound to addresses and binding is on.
-    pub fn needs_client_address(&self, token: &dyn TokenInfo) -> bool {
+    pub(crate) fn needs_client_address(&self, token: &dyn TokenInfo) -> bool {
         self.ip.is_some() && token.bound_addresses().is_some()
     }
 
