@@ -8,48 +8,26 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Response};
-use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+use tollgate_conformance::jwt::{Signer, good_claims, now};
+use tollgate_core::{Authenticator, TrustedIssuer};
 use tollgate_tower::AuthLayer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn token(exp_offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let header = r#"{"alg":"HS256","kid":"k1"}"#;
-    let claims = serde_json::json!({"iss": "https://issuer.example", "aud": "api",
-        "sub": "user-1", "client_id": "c-9", "exp": now + exp_offset});
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-    let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    let mut claims = good_claims("https://issuer.example");
+    claims["client_id"] = "c-9".into();
+    claims["exp"] = (now() + exp_offset).into();
+    Signer::hs256(SECRET).sign(Some("k1"), &claims)
 }
 
 fn layer() -> AuthLayer {
-    AuthLayer::new(
-        Authenticator::builder()
-            .issuer(
-                TrustedIssuer::new("https://issuer.example")
-                    .audience("api")
-                    .key(
-                        VerifyingKey::hmac(SECRET, Algorithm::HS256)
-                            .unwrap()
-                            .with_kid("k1"),
-                    ),
-            )
-            .build()
-            .unwrap(),
-    )
+    let issuer = TrustedIssuer::new("https://issuer.example")
+        .audience("api")
+        .key(Signer::hs256(SECRET).verifying_key().with_kid("k1"));
+    AuthLayer::new(Authenticator::builder().issuer(issuer).build().unwrap())
 }
 
 fn request(token: Option<&str>) -> Request<String> {

@@ -79,9 +79,8 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    use tollgate_conformance::jwt::{Signer, good_claims, now};
+    use tollgate_core::{Authenticator, Error, TrustedIssuer};
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
@@ -94,41 +93,23 @@ mod tests {
     }
 
     fn token_with(exp_offset: i64, extra: serde_json::Value) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let header = r#"{"alg":"HS256","kid":"k1"}"#;
-        let mut claims = serde_json::json!({"iss": "https://issuer.example", "aud": "api",
-            "sub": "user-1", "client_id": "c-9", "exp": now + exp_offset});
+        let mut claims = good_claims("https://issuer.example");
+        claims["client_id"] = "c-9".into();
+        claims["exp"] = (now() + exp_offset).into();
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
-        let sig = aws_lc_rs::hmac::sign(&key, input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+        Signer::hs256(SECRET).sign(Some("k1"), &claims)
+    }
+
+    fn issuer() -> TrustedIssuer {
+        TrustedIssuer::new("https://issuer.example")
+            .audience("api")
+            .key(Signer::hs256(SECRET).verifying_key().with_kid("k1"))
     }
 
     fn layer() -> AuthLayer {
-        AuthLayer::new(
-            Authenticator::builder()
-                .issuer(
-                    TrustedIssuer::new("https://issuer.example")
-                        .audience("api")
-                        .key(
-                            VerifyingKey::hmac(SECRET, Algorithm::HS256)
-                                .unwrap()
-                                .with_kid("k1"),
-                        ),
-                )
-                .build()
-                .unwrap(),
-        )
+        AuthLayer::new(Authenticator::builder().issuer(issuer()).build().unwrap())
     }
 
     fn request(token: Option<&str>) -> Request<String> {
@@ -179,15 +160,7 @@ mod tests {
         use tollgate_core::policy::{CreditStore, Credits, MemoryStore, Policies};
         let store = Arc::new(MemoryStore::new());
         let auth = Authenticator::builder()
-            .issuer(
-                TrustedIssuer::new("https://issuer.example")
-                    .audience("api")
-                    .key(
-                        VerifyingKey::hmac(SECRET, Algorithm::HS256)
-                            .unwrap()
-                            .with_kid("k1"),
-                    ),
-            )
+            .issuer(issuer())
             .policies(Policies::new(store.clone()).credits(Credits::new().charge_on_success()))
             .build()
             .unwrap();
