@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::algorithm::Algorithm;
 use crate::error::{Error, Result};
@@ -34,16 +34,103 @@ pub(crate) struct Compact<'t> {
 }
 
 /// The JOSE header members Tollgate reads.
-#[derive(Deserialize)]
 pub(crate) struct Header<'a> {
-    #[serde(borrow)]
     pub(crate) alg: Cow<'a, str>,
-    #[serde(borrow, default)]
     pub(crate) kid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     pub(crate) typ: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(crate) crit: Option<IgnoredAny>,
+    /// `crit` was present (any `crit` is refused: Tollgate understands no
+    /// extension).
+    pub(crate) crit: bool,
+}
+
+/// Longest `kid` accepted, in bytes. Key ids are short names or hashes; a
+/// longer one is a malformed token, and never reaches a cache.
+pub(crate) const MAX_KID_LEN: usize = 256;
+
+impl<'de> Deserialize<'de> for Header<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(HeaderVisitor)
+    }
+}
+
+/// A JOSE header is a JSON object (RFC 7515 §4): an array is refused, and a
+/// registered member of the wrong JSON type (`null` included) is an error,
+/// never "absent". A member given twice is refused.
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = Header<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Header<'de>, A::Error> {
+        let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, false);
+        fn once<T, E: de::Error>(
+            slot: &mut Option<T>,
+            v: T,
+            name: &'static str,
+        ) -> std::result::Result<(), E> {
+            match slot.replace(v) {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "alg" => once(&mut alg, map.next_value::<Text<'de>>()?.0, "alg")?,
+                "kid" => once(&mut kid, map.next_value::<Text<'de>>()?.0, "kid")?,
+                "typ" => once(&mut typ, map.next_value::<Text<'de>>()?.0, "typ")?,
+                "crit" => {
+                    if crit {
+                        return Err(de::Error::duplicate_field("crit"));
+                    }
+                    // RFC 7515 §4.1.11: an array of names; any other type is malformed.
+                    map.next_value::<Vec<IgnoredAny>>()?;
+                    crit = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let alg = alg.ok_or_else(|| de::Error::missing_field("alg"))?;
+        Ok(Header {
+            alg,
+            kid,
+            typ,
+            crit,
+        })
+    }
+}
+
+/// A JSON string, borrowed unless it had escapes; anything else is an error.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                v: &'de str,
+            ) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 pub(crate) fn split(token: &str) -> Result<Compact<'_>> {
@@ -107,8 +194,11 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header<'_>, Algorithm)> {
         .map_err(|_| Error::MalformedToken("header is not a valid JOSE header"))?;
     // RFC 7515 §4.1.11: a recipient must reject `crit` extensions it does not
     // understand. Tollgate understands none, so any `crit` is rejected.
-    if header.crit.is_some() {
+    if header.crit {
         return Err(Error::UnsupportedCriticalHeader);
+    }
+    if header.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
+        return Err(Error::MalformedToken("kid is too long"));
     }
     let alg = Algorithm::from_name(&header.alg).ok_or(Error::UnsupportedAlgorithm)?;
     Ok((header, alg))

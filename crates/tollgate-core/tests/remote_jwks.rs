@@ -165,6 +165,34 @@ async fn outage_keeps_known_keys_then_answers_503_after_the_stale_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_without_usable_keys_keeps_the_last_good_set() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    let auth = Authenticator::builder()
+        .issuer(remote_issuer(&server))
+        .without_cache()
+        .build()
+        .unwrap();
+    auth.ready().await.unwrap();
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    assert!(auth.verify(&token).await.is_ok());
+
+    // The key server faults: an empty set. An unknown kid makes it fetch.
+    server.set_keys(vec![]);
+    let stranger = Signer::es256().sign(Some("z"), &good_claims(&server.base()));
+    assert_eq!(
+        auth.verify(&stranger).await.unwrap_err(),
+        Error::KeysUnavailable,
+        "a fetch that yields no key is a failed fetch, not an answer"
+    );
+    assert_eq!(server.hits(), 2);
+    assert!(
+        auth.verify(&token).await.is_ok(),
+        "the last good keys stay in use"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_refresh_follows_max_age() {
     let signer = Signer::es256();
     let server = JwksServer::start(vec![signer.jwk("k")]).await;

@@ -272,6 +272,41 @@ fn crit_headers_are_refused() {
 }
 
 #[test]
+fn a_header_must_be_an_object_with_registered_members_of_their_types() {
+    let payload = good_claims(ISS).to_string();
+    let malformed = |header: &str| {
+        let t = signer().sign_raw(header, &payload);
+        match verify(&t) {
+            Err(Error::MalformedToken(_)) => {}
+            other => panic!("{header}: {other:?}"),
+        }
+    };
+    // `null` is a value of the wrong type, not an absent member: with a
+    // single key, a `kid: null` token would otherwise pick it.
+    malformed(r#"{"alg":"HS256","kid":null}"#);
+    malformed(r#"{"alg":"HS256","kid":"k","typ":null}"#);
+    malformed(r#"{"alg":"HS256","kid":"k","crit":null}"#);
+    malformed(r#"{"alg":"HS256","kid":"k","crit":"exp"}"#);
+    malformed(r#"{"alg":"HS256","kid":5}"#);
+    malformed(r#"["HS256","k"]"#);
+    malformed(r#"{"alg":"HS256","kid":"k","kid":"k"}"#);
+    // The same header with proper members verifies.
+    let t = signer().sign_raw(r#"{"alg":"HS256","kid":"k","typ":"JWT"}"#, &payload);
+    assert!(verify(&t).is_ok());
+}
+
+#[test]
+fn a_kid_longer_than_256_bytes_is_malformed() {
+    let payload = good_claims(ISS).to_string();
+    let long = "k".repeat(257);
+    let t = signer().sign_raw(&json!({"alg": "HS256", "kid": long}).to_string(), &payload);
+    assert_eq!(
+        verify(&t).unwrap_err(),
+        Error::MalformedToken("kid is too long")
+    );
+}
+
+#[test]
 fn typ_is_checked_when_required() {
     let at = issuer().require_type("at+jwt");
     let with_typ = |typ: Value| {

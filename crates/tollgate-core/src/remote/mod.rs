@@ -92,8 +92,12 @@ impl RemoteKeys {
                 .build()
                 .map_err(|e| ConfigError::HttpClient(Cause::new(e)))?,
         };
+        // Bounded in bytes, not only in entries: kids come from unsigned
+        // requests. With kids of at most 256 bytes (longer ones are
+        // malformed tokens), 1 MiB holds at least 3,000 of them.
         let missing = moka::sync::Cache::builder()
-            .max_capacity(10_000)
+            .weigher(|kid: &String, ()| u32::try_from(kid.len() + 64).unwrap_or(u32::MAX))
+            .max_capacity(1 << 20)
             .time_to_live(opts.unknown_kid_cooldown.max(Duration::from_millis(1)))
             .build();
         Ok(RemoteKeys {
@@ -295,6 +299,15 @@ impl RemoteKeys {
             .map_err(|e| Error::KeyFetch(e.to_string(), Some(Cause::new(e))))?;
         for s in &skipped {
             tracing::warn!(issuer = %self.issuer, kid = ?s.kid, reason = %s.reason, "JWKS key skipped");
+        }
+        // A key server that answers with no usable key is at fault: keep the
+        // last good keys, as after any failed fetch, rather than refuse every
+        // token as `unknown_key`.
+        if keys.is_empty() {
+            return Err(Error::KeyFetch(
+                format!("{url}: the JWKS holds no usable key"),
+                None,
+            ));
         }
         let ttl = max_age.unwrap_or(self.opts.max_refresh).clamp(
             self.opts.min_refresh,
