@@ -21,7 +21,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::axum::{AuthLayer, Claims};
-use tollgate::core::policy::{Credits, Policies};
+use tollgate::core::policy::{Credits, IpBinding, Policies};
 use tollgate::core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
 use tollgate::redis::RedisStore;
 
@@ -42,7 +42,11 @@ async fn instance(port: u16, redis_url: &str) {
                     .with_kid("demo"),
             ),
         )
-        .policies(Policies::new(Arc::new(store)).credits(Credits::new()))
+        .policies(
+            Policies::new(Arc::new(store))
+                .credits(Credits::new())
+                .ip_binding(IpBinding::new()),
+        )
         .build()
         .unwrap();
     let app = Router::new()
@@ -56,6 +60,7 @@ async fn instance(port: u16, redis_url: &str) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await.unwrap();
 }
 

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tollgate::core::policy::{Credits, MemoryStore, Policies, Store};
+use tollgate::core::policy::{Credits, IpBinding, MemoryStore, Policies, Store};
 use tollgate::core::{Algorithm, Authenticator, TrustedIssuer};
 use tollgate::issuer::{Client, KeyRing, Settings, TokenServer};
 
@@ -58,7 +58,11 @@ async fn setup() -> Setup {
                     .audience(AUD)
                     .jwks_url(format!("{issuer}/.well-known/jwks.json")),
             )
-            .policies(Policies::new(store.clone()).credits(Credits::new()))
+            .policies(
+                Policies::new(store.clone())
+                    .credits(Credits::new())
+                    .ip_binding(IpBinding::new()),
+            )
             .build()
             .unwrap()
     };
@@ -87,6 +91,7 @@ async fn start_axum(auth: Authenticator) -> SocketAddr {
         .layer(AuthLayer::new(auth));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }

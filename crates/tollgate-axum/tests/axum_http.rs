@@ -564,3 +564,68 @@ async fn layer_around_the_router() {
     );
     assert_eq!(calls.get(), 2);
 }
+
+#[tokio::test]
+async fn restriction_claims_no_policy_enforces_are_refused_unless_accepted_by_name() {
+    use tollgate_core::policy::{Credits, MemoryStore, Policies};
+    let issuer = || {
+        TrustedIssuer::new(ISS)
+            .audience("api")
+            .key(Signer::hs256(SECRET).verifying_key().with_kid("k1"))
+    };
+    let app = |auth: Authenticator| {
+        Router::new()
+            .route(
+                "/me",
+                get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
+            )
+            .layer(AuthLayer::new(auth))
+    };
+    let plain = serve(app(Authenticator::builder()
+        .issuer(issuer())
+        .build()
+        .unwrap()))
+    .await;
+    let credits_only = serve(app(Authenticator::builder()
+        .issuer(issuer())
+        .policies(Policies::new(Arc::new(MemoryStore::new())).credits(Credits::new()))
+        .build()
+        .unwrap()))
+    .await;
+    let opted_out = serve(app(Authenticator::builder()
+        .issuer(issuer())
+        .accept_unenforced_claim("credits")
+        .build()
+        .unwrap()))
+    .await;
+    let metered = token(json!({"credits": 0, "jti": "t-credits"}));
+    let bound = token(json!({"credits": 5, "jti": "t-bound", "ip": "10.9.9.9"}));
+
+    // Worth 0 credits at an API without a credit policy: refused, not free.
+    let a = get_with(plain, "/me", bearer(&metered)).await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("unenforced_claim"))
+    );
+    assert!(a.challenge.unwrap().contains("invalid_token"));
+    // Bound to 10.9.9.9 at an API that meters but does not bind: refused.
+    let a = get_with(credits_only, "/me", bearer(&bound)).await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("unenforced_claim"))
+    );
+    assert!(a.body["detail"].as_str().unwrap().contains("`ip`"));
+    // Opting out names the claim; the other restriction still counts.
+    assert_eq!(
+        get_with(opted_out, "/me", bearer(&metered)).await.status,
+        200
+    );
+    assert_eq!(get_with(opted_out, "/me", bearer(&bound)).await.status, 401);
+    // A token without restriction claims is untouched.
+    assert_eq!(
+        get_with(plain, "/me", bearer(&token(json!({}))))
+            .await
+            .status,
+        200
+    );
+}

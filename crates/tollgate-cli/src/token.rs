@@ -8,6 +8,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use tollgate_core::policy::{DEFAULT_CREDITS_CLAIM, DEFAULT_IP_CLAIM};
 use tollgate_core::{Authenticator, KeySet, TrustedIssuer};
 
 use crate::runtime;
@@ -71,8 +72,12 @@ pub(crate) fn inspect(
             KeySet::from_jwks(&bytes).map_err(|e| Failure::Usage(format!("{jwks}: {e}")))?;
         issuer = issuer.keys(set);
     }
+    // Inspection checks the signature and claims; it enforces no
+    // restriction, so a restricted token is shown, not refused.
     let auth: Authenticator = Authenticator::builder()
         .issuer(issuer)
+        .accept_unenforced_claim(DEFAULT_CREDITS_CLAIM)
+        .accept_unenforced_claim(DEFAULT_IP_CLAIM)
         .without_cache()
         .build()
         .map_err(|e| Failure::Usage(e.to_string()))?;

@@ -67,6 +67,11 @@ pub enum Error {
     /// A required claim is absent.
     #[error("the token lacks the required claim `{0}`")]
     MissingClaim(String),
+    /// The token carries a restriction claim (an allowance, client
+    /// addresses) that this API does not enforce: accepting it would drop
+    /// the restriction.
+    #[error("the token carries the restriction claim `{0}`, which this API does not enforce")]
+    UnenforcedClaim(String),
     /// A claim has the wrong JSON type or an impossible value.
     #[error("the token's claim `{0}` has an invalid value")]
     InvalidClaim(String),
@@ -230,6 +235,7 @@ impl Error {
             Error::InvalidAudience => "invalid_audience",
             Error::MissingClaim(_) => "missing_claim",
             Error::InvalidClaim(_) => "invalid_claim",
+            Error::UnenforcedClaim(_) => "unenforced_claim",
             Error::InsufficientScope { .. } => "insufficient_scope",
             Error::Revoked => "token_revoked",
             Error::AddressMismatch => "client_address_mismatch",

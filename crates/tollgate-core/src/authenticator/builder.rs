@@ -56,6 +56,7 @@ pub struct AuthenticatorBuilder {
     pub(super) cache: Option<CacheConfig>,
     pub(super) claims_checks: Vec<ClaimsCheck>,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) unenforced_accepted: Vec<String>,
 }
 
 impl std::fmt::Debug for AuthenticatorBuilder {
@@ -93,6 +94,17 @@ impl AuthenticatorBuilder {
         C: DeserializeOwned + Send + Sync + 'static,
     {
         self.claims_checks.push(|v| v.claims::<C>().map(drop));
+        self
+    }
+
+    /// Accepts tokens that carry the restriction claim `name` (`credits` or
+    /// `ip`, or the name a policy reads instead) although no policy
+    /// enforces it here. By default such a token is refused with 401
+    /// `unenforced_claim`: a token worth 10 credits or bound to one address
+    /// must not become unlimited or usable anywhere at an API that forgot
+    /// the policy. Use it only where the restriction truly does not apply.
+    pub fn accept_unenforced_claim(mut self, name: impl Into<String>) -> Self {
+        self.unenforced_accepted.push(name.into());
         self
     }
 
@@ -176,9 +188,21 @@ impl AuthenticatorBuilder {
             states.push(IssuerState { cfg, keys });
         }
         let cache = self.cache.map(|c| TokenCache::new(c.capacity, c.ttl));
+        // Restriction claims no policy reads here must be absent.
+        let policies = self.policies.as_ref();
+        let mut unenforced = Vec::new();
+        if policies.and_then(Policies::credits_claim).is_none() {
+            unenforced.push(crate::policy::DEFAULT_CREDITS_CLAIM.to_owned());
+        }
+        if policies.and_then(Policies::ip_claim).is_none() {
+            unenforced.push(crate::policy::DEFAULT_IP_CLAIM.to_owned());
+        }
+        unenforced.retain(|name| !self.unenforced_accepted.contains(name));
         Ok(Authenticator {
             inner: Arc::new(Inner {
-                required_claims: states.iter().any(|s| !s.cfg.required_claims.is_empty()),
+                required_claims: states.iter().any(|s| !s.cfg.required_claims.is_empty())
+                    || !unenforced.is_empty(),
+                unenforced,
                 headers: KnownHeaders::default(),
                 issuers: states,
                 cache,

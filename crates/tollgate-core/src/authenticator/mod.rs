@@ -65,8 +65,12 @@ pub(super) struct CacheEntry {
 pub(super) struct Inner {
     pub(super) issuers: Vec<IssuerState>,
     pub(super) headers: KnownHeaders,
-    /// Some issuer requires claims by name: member names must be kept.
+    /// Some issuer requires claims by name, or some must be absent: member
+    /// names must be kept.
     pub(super) required_claims: bool,
+    /// Restriction claims no policy enforces here: a token carrying one is
+    /// refused.
+    pub(super) unenforced: Vec<String>,
     pub(super) cache: Option<TokenCache<CacheEntry>>,
     pub(super) policies: Option<Arc<Policies>>,
     pub(super) claims_checks: Vec<ClaimsCheck>,
@@ -122,6 +126,7 @@ impl Authenticator {
             }),
             claims_checks: Vec::new(),
             clock: Arc::new(SystemClock),
+            unenforced_accepted: Vec::new(),
         }
     }
 
@@ -357,6 +362,9 @@ impl Authenticator {
         }
 
         validation::check_claims(&payload, cfg, now_ms.div_euclid(1000))?;
+        if let Some(name) = self.inner.unenforced.iter().find(|n| payload.has(n)) {
+            return Err(Error::UnenforcedClaim(name.clone()));
+        }
         let credits = match credits_claim.and_then(|name| Some((name, payload.raw(name)?))) {
             Some((name, raw)) => Some(
                 crate::claims::u64_or_string(&mut serde_json::Deserializer::from_str(raw.get()))

@@ -10,6 +10,12 @@ use super::BadIpNet;
 use super::ForwardedHeader;
 use super::ip;
 
+/// The allowance claim [`Credits`] reads unless told otherwise.
+pub const DEFAULT_CREDITS_CLAIM: &str = "credits";
+
+/// The address claim [`IpBinding`] reads unless told otherwise.
+pub const DEFAULT_IP_CLAIM: &str = "ip";
+
 /// What a cost function sees of a request.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -70,7 +76,7 @@ impl Credits {
     /// Allowance claim `credits`, each request costs 1, charged on request.
     pub fn new() -> Self {
         Credits {
-            claim: "credits".into(),
+            claim: DEFAULT_CREDITS_CLAIM.into(),
             cost: 1,
             cost_fn: None,
             mode: ChargeMode::OnRequest,
@@ -149,7 +155,7 @@ impl IpBinding {
     /// Claim `ip`; no proxy trusted (the client is the peer).
     pub fn new() -> Self {
         IpBinding {
-            claim: "ip".into(),
+            claim: DEFAULT_IP_CLAIM.into(),
             trusted: ip::TrustedProxies::default(),
         }
     }

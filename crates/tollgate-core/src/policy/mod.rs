@@ -32,7 +32,9 @@ use std::sync::atomic::AtomicU64;
 use http::HeaderMap;
 
 pub use crate::net::{BadIpNet, IpNet};
-pub use config::{ChargeMode, Credits, IpBinding, RequestInfo};
+pub use config::{
+    ChargeMode, Credits, DEFAULT_CREDITS_CLAIM, DEFAULT_IP_CLAIM, IpBinding, RequestInfo,
+};
 pub use ip::ForwardedHeader;
 pub use memory::MemoryStore;
 pub use meter::{Meter, MeterFuture, MeterStep};
