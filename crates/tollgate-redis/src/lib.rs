@@ -404,6 +404,10 @@ impl Store for RedisStore {
     }
 
     /// Redis expires keys by itself: nothing to do.
+    fn grace_secs(&self) -> i64 {
+        self.grace
+    }
+
     fn purge_expired(&self, _now: i64) -> StoreFuture<'_, u64> {
         Box::pin(std::future::ready(Ok(0)))
     }

@@ -344,6 +344,10 @@ impl Store for SqliteStore {
         }
     }
 
+    fn grace_secs(&self) -> i64 {
+        self.settings.grace
+    }
+
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
         let cutoff = now.saturating_sub(self.settings.grace);
         self.ask(move |reply| Request::Purge { cutoff, reply })

@@ -311,3 +311,46 @@ fn open_fails_cleanly_on_a_bad_path() {
     std::fs::write(&junk, vec![b'x'; 8192]).expect("write");
     assert!(SqliteStore::open(&junk).is_err());
 }
+
+#[test]
+fn an_authenticator_refuses_a_store_whose_grace_is_below_the_leeway() {
+    use tollgate_core::policy::Policies;
+    use tollgate_core::{Algorithm, Authenticator, ConfigError, TrustedIssuer, VerifyingKey};
+    let dir = TempDir::new("tollgate-sqlite-grace");
+    let issuer = |leeway: u64| {
+        TrustedIssuer::new("https://issuer.example")
+            .audience("api")
+            .leeway(Duration::from_secs(leeway))
+            .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256).unwrap())
+    };
+    let build = |store: Arc<SqliteStore>, leeway: u64| {
+        Authenticator::builder()
+            .issuer(issuer(leeway))
+            .policies(Policies::new(store))
+            .build()
+    };
+    // Grace 0: a spent counter could be purged while its token is still
+    // accepted inside the default 60 s leeway.
+    let store = Arc::new(
+        SqliteStore::builder(dir.path().join("zero.db"))
+            .grace(0)
+            .open()
+            .unwrap(),
+    );
+    let err = build(store, 60).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid(m) if m.contains("leeway")),
+        "{err}"
+    );
+    let store = Arc::new(
+        SqliteStore::builder(dir.path().join("short.db"))
+            .grace(90)
+            .open()
+            .unwrap(),
+    );
+    assert!(build(store.clone(), 60).is_ok());
+    assert!(
+        build(store, 120).is_err(),
+        "a longer leeway needs a longer grace"
+    );
+}

@@ -187,6 +187,21 @@ impl AuthenticatorBuilder {
             };
             states.push(IssuerState { cfg, keys });
         }
+        if let Some(policies) = &self.policies {
+            let grace = policies.store().grace_secs();
+            if let Some(cfg) = states
+                .iter()
+                .find(|s| i64::try_from(s.cfg.leeway.as_secs()).unwrap_or(i64::MAX) > grace)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "the store keeps entries {grace} s past `exp`, less than the {} s leeway \
+                     of issuer `{}`: a counter or revocation could go while its token is \
+                     still accepted; raise the store's grace or lower the leeway",
+                    cfg.cfg.leeway.as_secs(),
+                    cfg.cfg.name
+                )));
+            }
+        }
         let cache = self.cache.map(|c| TokenCache::new(c.capacity, c.ttl));
         // Restriction claims no policy reads here must be absent.
         let policies = self.policies.as_ref();

@@ -357,6 +357,10 @@ impl Store for MemoryStore {
         Some(self.check_now(token, consume))
     }
 
+    fn grace_secs(&self) -> i64 {
+        self.grace
+    }
+
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
         ready(Ok(self.purge_now(now)))
     }

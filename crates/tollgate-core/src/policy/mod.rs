@@ -320,6 +320,9 @@ mod tests {
     }
 
     impl Store for Down {
+        fn grace_secs(&self) -> i64 {
+            300
+        }
         fn purge_expired(&self, _: i64) -> StoreFuture<'_, u64> {
             down()
         }
@@ -506,6 +509,9 @@ mod tests {
     }
 
     impl Store for Later {
+        fn grace_secs(&self) -> i64 {
+            self.0.grace_secs()
+        }
         fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
             self.0.purge_expired(now)
         }

@@ -232,4 +232,12 @@ pub trait Store: RevocationStore + CreditStore {
     /// since the epoch) minus the store's grace period. Returns how many
     /// entries went. Stores whose entries expire by themselves return 0.
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64>;
+
+    /// Seconds a counter or a revocation outlives its token's `exp`. A
+    /// token is accepted until `exp` plus the issuer's leeway, so an
+    /// [`Authenticator`](crate::Authenticator) refuses to be built over a
+    /// store whose grace is shorter than the longest leeway: an entry purged
+    /// while its token is still accepted would hand credits back or let a
+    /// revoked token in again.
+    fn grace_secs(&self) -> i64;
 }
