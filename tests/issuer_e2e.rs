@@ -669,6 +669,7 @@ async fn basic_auth_form_urlencodes_id_and_secret() {
             token_lifetime: 3600,
             max_restricted_lifetime: 3600,
             max_credits: 10,
+            introspect_any: false,
         };
         s.server.put_client(client);
         let cc = [("grant_type", "client_credentials")];
@@ -779,4 +780,45 @@ async fn restricted_tokens_stay_within_the_client() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// RFC 7662 §4: a client learns nothing about another client's tokens,
+/// unless it is granted introspection of any token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_answers_about_the_callers_own_tokens_only() {
+    let s = setup().await;
+    let cc = [("grant_type", "client_credentials")];
+    let r = post(
+        &s,
+        "/connect/token",
+        Some(&basic("reports-app", &s.secret)),
+        &cc,
+    )
+    .await;
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let introspect = |who: &'static str, secret: String| {
+        let (s, token) = (&s, token.clone());
+        async move {
+            post(
+                s,
+                "/connect/introspect",
+                Some(&basic(who, &secret)),
+                &[("token", &token)],
+            )
+            .await
+        }
+    };
+    let own = introspect("reports-app", s.secret.clone()).await;
+    assert_eq!(own.body["active"], true, "{:?}", own.body);
+    let other = introspect("other-app", s.other_secret.clone()).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body, json!({"active": false}), "nothing leaks");
+
+    // A resource server granted introspection of any token.
+    let (mut checker, secret) = Client::generate("checker", vec![AUD.into()], vec![]);
+    checker.introspect_any = true;
+    s.server.put_client(checker);
+    let granted = introspect("checker", secret).await;
+    assert_eq!(granted.body["active"], true, "{:?}", granted.body);
+    assert_eq!(granted.body["client_id"], "reports-app");
 }

@@ -31,6 +31,11 @@ pub struct Client {
     /// also the allowance of one minted without `credits`.
     #[serde(default = "default_max_credits")]
     pub max_credits: u64,
+    /// May introspect tokens issued to other clients (RFC 7662 §4: a
+    /// resource server that checks its callers' tokens). Default: only its
+    /// own tokens; about any other, introspection answers inactive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub introspect_any: bool,
 }
 
 fn default_lifetime() -> u64 {
@@ -57,6 +62,7 @@ impl Client {
             token_lifetime: default_lifetime(),
             max_restricted_lifetime: default_lifetime(),
             max_credits: default_max_credits(),
+            introspect_any: false,
         };
         (client, secret)
     }

@@ -22,10 +22,12 @@ struct IntrospectParams {
 }
 
 /// Client authentication, then `token`; anything that is not a valid,
-/// unrevoked token of this issuer is `{"active": false}`.
+/// unrevoked token of this issuer, issued to the caller (or to anyone, for
+/// a client with `introspect_any`), is `{"active": false}`: a client learns
+/// nothing about another client's tokens, not even that they exist.
 pub(crate) async fn introspect(
     State(server): State<Arc<TokenServer>>,
-    Authenticated { body: form, .. }: Authenticated,
+    Authenticated { client, body: form }: Authenticated,
 ) -> Result<impl IntoResponse, OAuthError> {
     let params: IntrospectParams = form.params()?;
     let token = params
@@ -35,6 +37,9 @@ pub(crate) async fn introspect(
     let Ok(v) = server.verify(&token) else {
         return Ok(inactive());
     };
+    if !client.introspect_any && v.client_id() != Some(client.id.as_str()) {
+        return Ok(inactive());
+    }
     let info: &dyn TokenInfo = &*v;
     let revoked = server
         .store
