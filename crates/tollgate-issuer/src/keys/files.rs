@@ -23,10 +23,67 @@ struct KeyFile {
     private: String,
 }
 
+/// This process's effective user, as the kernel shows it (`/proc/self`
+/// belongs to it); `None` where there is no such file.
+#[cfg(unix)]
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Refuses what an SSH client refuses for a key: a symbolic link, an entry
+/// owned by another user, and (for files) one that others may read or
+/// write. `dir` only refuses links and other owners: its mode is set by
+/// [`open_dir`].
+pub(super) fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyError> {
+    let refuse = |reason: String| KeyError::Invalid {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link; refusing to follow it".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(uid) = current_uid()
+            && meta.uid() != uid
+        {
+            return Err(refuse(format!(
+                "owned by user {}, not by this process's user {uid}",
+                meta.uid()
+            )));
+        }
+        if !is_dir && meta.mode() & 0o077 != 0 {
+            return Err(refuse(format!(
+                "mode {:o} lets others read or write it; make it 0600",
+                meta.mode() & 0o777
+            )));
+        }
+    }
+    let _ = is_dir;
+    Ok(())
+}
+
+/// The key directory and the data directory around it must be this
+/// user's own, not links.
+pub(super) fn check_dirs(dir: &Path) -> Result<(), KeyError> {
+    check_private(dir, true)?;
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(data) => check_private(data, true),
+        None => Ok(()),
+    }
+}
+
 /// Creates the key directory (see [`create_private_dir`]) and makes it
 /// owner-only even if it existed: it is Tollgate's own.
 pub(super) fn open_dir(dir: &Path) -> Result<(), KeyError> {
     create_private_dir(dir)?;
+    check_dirs(dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -90,6 +147,7 @@ pub(super) fn read_key_files(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
             path: path.clone(),
             reason,
         };
+        check_private(&path, false)?;
         let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
             path: path.clone(),
             source,
@@ -142,9 +200,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         source,
     };
     let tmp = path.with_extension("tmp");
+    // A temporary file left by a crash (or a link planted in its place) is
+    // removed, never written through: the new one is created exclusively
+    // (`O_CREAT | O_EXCL`, which also refuses to follow a link).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     {
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -243,5 +308,85 @@ mod tests {
         assert_eq!(files(&dir).len(), 1, "load neither promoted nor generated");
         assert!(KeyRing::load(&dir.join("missing"), Algorithm::ES256).is_err());
         assert!(!dir.join("missing").exists(), "load creates no directory");
+    }
+
+    #[test]
+    fn a_ring_with_two_active_keys_is_refused() {
+        let dir = temp("two-active").join("keys");
+        let ring = KeyRing::open(&dir, Algorithm::ES256).unwrap();
+        // A rotation read half-way: the next key already active, the old
+        // one not yet retiring.
+        let next = ring
+            .keys()
+            .iter()
+            .find(|k| k.state() == KeyState::Next)
+            .unwrap();
+        let path = dir.join(format!("{}.json", next.kid()));
+        let mut file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        file["state"] = serde_json::to_value(KeyState::Active).unwrap();
+        write_private(&path, file.to_string().as_bytes()).unwrap();
+        let err = KeyRing::load(&dir, Algorithm::ES256).unwrap_err();
+        assert!(err.to_string().contains("2 active keys"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_refused_when_linked_or_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp("private").join("keys");
+        let ring = KeyRing::open(&dir, Algorithm::ES256).unwrap();
+        let file = dir.join(format!("{}.json", ring.active().unwrap().kid()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = KeyRing::load(&dir, Algorithm::ES256).unwrap_err();
+        assert!(err.to_string().contains("mode 644"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(KeyRing::load(&dir, Algorithm::ES256).is_ok());
+        // A key file replaced by a link to a file elsewhere.
+        let elsewhere = dir.parent().unwrap().join("planted.json");
+        std::fs::rename(&file, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        let err = KeyRing::load(&dir, Algorithm::ES256).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writing_never_follows_a_link_planted_at_the_temporary_name() {
+        let dir = temp("nofollow");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let target = dir.join("clients.json");
+        std::os::unix::fs::symlink(&victim, target.with_extension("tmp")).unwrap();
+        write_private(&target, b"{}").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(std::fs::read(&target).unwrap(), b"{}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_directory_owned_by_another_user_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let data = temp("owner");
+        let keys = data.join("keys");
+        KeyRing::open(&keys, Algorithm::ES256).unwrap();
+        let me = current_uid().unwrap();
+        // Giving the directory away needs root; otherwise check the rule on
+        // a directory that is someone else's already.
+        let foreign = if me == 0 {
+            std::os::unix::fs::chown(&data, Some(65534), None).unwrap();
+            data.clone()
+        } else {
+            let root = Path::new("/");
+            assert_ne!(std::fs::metadata(root).unwrap().uid(), me);
+            root.to_owned()
+        };
+        let err = check_private(&foreign, true).unwrap_err();
+        assert!(err.to_string().contains("owned by user"), "{err}");
+        if me == 0 {
+            let err = KeyRing::load(&keys, Algorithm::ES256).unwrap_err();
+            assert!(err.to_string().contains("owned by user 65534"), "{err}");
+            assert!(KeyRing::open(&keys, Algorithm::ES256).is_err());
+        }
     }
 }

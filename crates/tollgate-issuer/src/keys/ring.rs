@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tollgate_core::{Algorithm, KeySet};
 
-use super::files::{open_dir, read_key_files, write_key_files};
+use super::files::{check_dirs, open_dir, read_key_files, write_key_files};
 use super::{KeyError, KeyState, SigningKey};
 use crate::support::now;
 
@@ -50,15 +50,27 @@ impl KeyRing {
     /// writing the directory at that moment. A ring without an active key
     /// (a rotation read half-way) is an error.
     pub fn load(dir: &Path, alg: Algorithm) -> Result<KeyRing, KeyError> {
+        check_dirs(dir)?;
         let ring = KeyRing {
             dir: Some(dir.to_owned()),
             alg,
             keys: read_key_files(dir)?,
         };
-        if ring.active().is_none() {
+        let active = ring
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .count();
+        if active != 1 {
             return Err(KeyError::Invalid {
                 path: dir.to_owned(),
-                reason: "no active key".into(),
+                reason: if active == 0 {
+                    "no active key".into()
+                } else {
+                    // A rotation read half-way: the new key written active,
+                    // the old one not yet retiring.
+                    format!("{active} active keys (a rotation in progress?); try again")
+                },
             });
         }
         Ok(ring)
