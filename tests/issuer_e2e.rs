@@ -822,3 +822,85 @@ async fn introspection_answers_about_the_callers_own_tokens_only() {
     assert_eq!(granted.body["active"], true, "{:?}", granted.body);
     assert_eq!(granted.body["client_id"], "reports-app");
 }
+
+/// A token endpoint reads a few short parameters and one token: a large
+/// body or many parameters are refused before the client is authenticated
+/// or any parameter is kept, with or without a declared length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_endpoints_bound_body_size_and_parameter_count() {
+    let s = setup().await;
+    let auth = basic("reports-app", &s.secret);
+    let big = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(1_400_000)
+    );
+    let sized = s
+        .http
+        .post(format!("{}/connect/token", s.issuer))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", &auth)
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sized.status(), 400);
+    let body: Value = serde_json::from_str(&sized.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("16 KiB")
+    );
+    // No Content-Length (chunked): the read itself stops at the bound.
+    let status = chunked_post(&s.issuer, "/connect/introspect", &auth, big.as_bytes()).await;
+    assert_eq!(status, 400);
+    let many: Vec<(String, String)> = (0..17).map(|i| (format!("p{i}"), "x".into())).collect();
+    let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = post(&s, "/connect/token", Some(&auth), &pairs).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "invalid_request");
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("16 parameters")
+    );
+    // The ordinary request still works.
+    let cc = [("grant_type", "client_credentials")];
+    assert_eq!(
+        post(&s, "/connect/token", Some(&auth), &cc).await.status,
+        200
+    );
+}
+
+/// POSTs `body` in 64 KiB chunks (`Transfer-Encoding: chunked`, no
+/// length) over a raw connection; returns the answer's status.
+async fn chunked_post(base: &str, path: &str, auth: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\n\
+         content-type: application/x-www-form-urlencoded\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(64 * 1024) {
+        let sent = async {
+            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            conn.write_all(chunk).await?;
+            conn.write_all(b"\r\n").await
+        };
+        // The server may answer and close before the whole body is sent.
+        if sent.await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -15,6 +15,10 @@ use crate::error::OAuthError;
 use crate::form::Form;
 use crate::server::TokenServer;
 
+/// The largest body a token endpoint reads: parameters and one token
+/// (bearer tokens are bounded at 8 KiB).
+pub(crate) const MAX_BODY: usize = 16 * 1024;
+
 /// A request body that may carry client credentials.
 pub(crate) trait CredentialBody: Sized {
     /// Reads the body; runs before the client is authenticated, so a body
@@ -44,9 +48,22 @@ impl<B: CredentialBody + Send> FromRequest<Arc<TokenServer>> for Authenticated<B
 
     async fn from_request(req: Request, server: &Arc<TokenServer>) -> Result<Self, Response> {
         let headers = req.headers().clone();
-        let bytes = Bytes::from_request(req, server)
+        let too_large = || {
+            OAuthError::invalid_request(format!("the body exceeds {} KiB", MAX_BODY / 1024))
+                .into_response()
+        };
+        // What the endpoints need is a few short parameters and at most one
+        // token: refuse more before reading it, let alone parsing it.
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|_| too_large())?;
         let body = B::read(&headers, &bytes).map_err(IntoResponse::into_response)?;
         let client = authenticate(server, &headers, body.credentials())
             .map_err(IntoResponse::into_response)?;

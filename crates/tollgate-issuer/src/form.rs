@@ -13,6 +13,9 @@ use crate::client_auth::CredentialBody;
 use crate::error::{OAuthError, printable};
 
 /// A parsed form body, every parameter present once.
+/// More parameters than any endpoint takes: refused before any is kept.
+pub(crate) const MAX_PARAMS: usize = 16;
+
 #[derive(Debug, Default)]
 pub(crate) struct Form(HashMap<String, String>);
 
@@ -31,7 +34,12 @@ impl Form {
             ));
         }
         let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(body) {
+        for (i, (k, v)) in form_urlencoded::parse(body).enumerate() {
+            if i >= MAX_PARAMS {
+                return Err(OAuthError::invalid_request(format!(
+                    "more than {MAX_PARAMS} parameters"
+                )));
+            }
             if map.insert(k.to_string(), v.to_string()).is_some() {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter `{}` repeated",
