@@ -346,7 +346,7 @@ async fn revoked_tokens_are_refused_at_once() {
         let other = token(json!({"sub": "user-7", "jti": jti(), "iat": now() - 5}));
         assert_eq!(call(s.addr, "/api", &other, &[]).await.status, 200);
         s.store
-            .revoke_issued_before(ISS, Principal::Subject("user-7"), now(), now() + 600)
+            .revoke_issued_until(ISS, Principal::Subject("user-7"), now(), now() + 600)
             .await
             .unwrap();
         let a = call(s.addr, "/api", &other, &[]).await;

@@ -241,7 +241,7 @@ pub async fn revocation_by_jti(h: &Harness) {
     assert!(!s.is_revoked(other).await.expect("is_revoked"));
 }
 
-/// Watermarks: every token of a subject (or client) issued before T.
+/// Watermarks: every token of a subject (or client) issued at or before T.
 pub async fn revocation_by_watermark(h: &Harness) {
     let s = &h.store;
     let t = now();
@@ -252,13 +252,17 @@ pub async fn revocation_by_watermark(h: &Harness) {
     old.issued_at = Some(t - 100);
     let mut new = old;
     new.issued_at = Some(t + 1);
+    // Issued in the very second of the revocation: revoked with it.
+    let mut same_second = old;
+    same_second.issued_at = Some(t);
     let mut no_iat = old;
     no_iat.issued_at = None;
     assert!(!s.is_revoked(old).await.expect("is_revoked"));
-    s.revoke_issued_before(ISS, Principal::Subject(&sub), t, t + 3600)
+    s.revoke_issued_until(ISS, Principal::Subject(&sub), t, t + 3600)
         .await
         .expect("watermark");
     assert!(s.is_revoked(old).await.expect("is_revoked"));
+    assert!(s.is_revoked(same_second).await.expect("is_revoked"));
     assert!(s.is_revoked(no_iat).await.expect("is_revoked"));
     assert!(!s.is_revoked(new).await.expect("is_revoked"));
     assert_eq!(
@@ -266,7 +270,7 @@ pub async fn revocation_by_watermark(h: &Harness) {
         Verdict::Revoked
     );
     // An earlier watermark does not lower it.
-    s.revoke_issued_before(ISS, Principal::Subject(&sub), t - 1000, t + 3600)
+    s.revoke_issued_until(ISS, Principal::Subject(&sub), t - 1000, t + 3600)
         .await
         .expect("watermark");
     assert!(s.is_revoked(old).await.expect("is_revoked"));
@@ -276,7 +280,7 @@ pub async fn revocation_by_watermark(h: &Harness) {
     by_client.client_id = Some(&client);
     by_client.issued_at = Some(t - 5);
     assert!(!s.is_revoked(by_client).await.expect("is_revoked"));
-    s.revoke_issued_before(ISS, Principal::Client(&client), t, t + 3600)
+    s.revoke_issued_until(ISS, Principal::Client(&client), t, t + 3600)
         .await
         .expect("watermark");
     assert!(s.is_revoked(by_client).await.expect("is_revoked"));

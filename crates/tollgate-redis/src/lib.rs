@@ -292,7 +292,7 @@ impl RevocationStore for RedisStore {
         })
     }
 
-    fn revoke_issued_before<'a>(
+    fn revoke_issued_until<'a>(
         &'a self,
         issuer: &'a str,
         principal: Principal<'a>,

@@ -52,7 +52,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
 local iat = tonumber(ARGV[1])
 for i = 2, 3 do
   local mark = redis.call('GET', KEYS[i])
-  if mark and (iat == nil or iat < tonumber(mark)) then return {-1, 0} end
+  if mark and (iat == nil or iat <= tonumber(mark)) then return {-1, 0} end
 end
 if ARGV[2] ~= '1' then return {0, 0} end
 return consume(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])

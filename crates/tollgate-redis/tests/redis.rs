@@ -359,7 +359,7 @@ async fn an_expiry_in_the_past_never_deletes_a_live_key() {
     assert!(expire_time(&server, &key("r", &revoked)) >= before + 300);
 
     store
-        .revoke_issued_before(ISS, Principal::Subject("past-user"), before, before - 1000)
+        .revoke_issued_until(ISS, Principal::Subject("past-user"), before, before - 1000)
         .await
         .unwrap();
     let w = format!("tollgate:ws:{ISS}\u{1f}past-user");
@@ -387,7 +387,7 @@ async fn revocations_keep_their_longest_expiry() {
     let w = format!("tollgate:ws:{ISS}\u{1f}{subject}");
     for (before, keep_until) in [(t0 - 10, t0 + 10_000), (t0, t0 + 600), (t0 - 20, t0 + 900)] {
         store
-            .revoke_issued_before(ISS, Principal::Subject(&subject), before, keep_until)
+            .revoke_issued_until(ISS, Principal::Subject(&subject), before, keep_until)
             .await
             .unwrap();
         assert_eq!(expire_time(&server, &w), t0 + 10_000 + 300);

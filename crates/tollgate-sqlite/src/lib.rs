@@ -256,7 +256,7 @@ impl RevocationStore for SqliteStore {
         self.ask(move |reply| Request::Revoke { change, reply })
     }
 
-    fn revoke_issued_before<'a>(
+    fn revoke_issued_until<'a>(
         &'a self,
         issuer: &'a str,
         principal: Principal<'a>,

@@ -111,7 +111,7 @@ impl Revs {
         };
         let before = |map: &HashMap<Box<str>, (i64, i64)>, name: Option<&str>| {
             name.and_then(|n| map.get(n))
-                .is_some_and(|(mark, _)| token.issued_at.is_none_or(|iat| iat < *mark))
+                .is_some_and(|(mark, _)| token.issued_at.is_none_or(|iat| iat <= *mark))
         };
         token.token_id.is_some_and(|j| revs.tokens.contains_key(j))
             || before(&revs.subjects, token.subject)
@@ -186,7 +186,9 @@ mod tests {
         m.apply_all(&[mark(10, 100), mark(1, 50)]);
         assert!(m.is_revoked(token("a", "s", Some(5))));
         assert!(m.is_revoked(token("a", "s", None)));
-        assert!(!m.is_revoked(token("a", "s", Some(10))));
+        // Inclusive: the watermark's own second is revoked too.
+        assert!(m.is_revoked(token("a", "s", Some(10))));
+        assert!(!m.is_revoked(token("a", "s", Some(11))));
         assert!(!m.is_revoked(token("a", "t", Some(5))));
         m.apply_all(&[Change::Purge { cutoff: 100 }]);
         assert!(m.is_revoked(token("a", "s", Some(5))));

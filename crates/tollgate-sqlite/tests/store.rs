@@ -49,11 +49,11 @@ async fn survives_close_and_reopen() {
             .expect("consume");
         store.revoke(ISS, "gone", t + 3600).await.expect("revoke");
         store
-            .revoke_issued_before(ISS, Principal::Subject("sub-x"), t, t + 3600)
+            .revoke_issued_until(ISS, Principal::Subject("sub-x"), t, t + 3600)
             .await
             .expect("watermark");
         store
-            .revoke_issued_before(ISS, Principal::Client("client-x"), t, t + 3600)
+            .revoke_issued_until(ISS, Principal::Client("client-x"), t, t + 3600)
             .await
             .expect("watermark");
         store.close().expect("close");
@@ -94,6 +94,8 @@ async fn survives_close_and_reopen() {
     by_sub.issued_at = Some(t - 1);
     assert_eq!(store.try_is_revoked(by_sub), Some(Ok(true)));
     by_sub.issued_at = Some(t);
+    assert_eq!(store.try_is_revoked(by_sub), Some(Ok(true)));
+    by_sub.issued_at = Some(t + 1);
     assert_eq!(store.try_is_revoked(by_sub), Some(Ok(false)));
     let mut by_client = token("c1");
     by_client.client_id = Some("client-x");

@@ -217,7 +217,7 @@ impl MemoryStore {
         let r = issuer.revoked.read().unwrap_or_else(|p| p.into_inner());
         let before = |map: &HashMap<Box<str>, (i64, i64)>, name: Option<&str>| {
             name.and_then(|n| map.get(n))
-                .is_some_and(|(mark, _)| token.issued_at.is_none_or(|iat| iat < *mark))
+                .is_some_and(|(mark, _)| token.issued_at.is_none_or(|iat| iat <= *mark))
         };
         token.token_id.is_some_and(|j| r.tokens.contains_key(j))
             || before(&r.subjects, token.subject)
@@ -268,7 +268,7 @@ impl RevocationStore for MemoryStore {
         ready(Ok(()))
     }
 
-    fn revoke_issued_before<'a>(
+    fn revoke_issued_until<'a>(
         &'a self,
         issuer: &'a str,
         principal: Principal<'a>,
@@ -404,7 +404,7 @@ mod tests {
                 .unwrap();
         }
         store
-            .revoke_issued_before("iss", Principal::Subject("s"), long_ago, long_ago)
+            .revoke_issued_until("iss", Principal::Subject("s"), long_ago, long_ago)
             .await
             .unwrap();
         // The first revocation swept (nothing yet); the rest came within

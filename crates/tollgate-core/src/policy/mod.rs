@@ -293,7 +293,7 @@ mod tests {
         fn revoke<'a>(&'a self, _: &'a str, _: &'a str, _: i64) -> StoreFuture<'a, ()> {
             down()
         }
-        fn revoke_issued_before<'a>(
+        fn revoke_issued_until<'a>(
             &'a self,
             _: &'a str,
             _: Principal<'a>,
@@ -470,7 +470,7 @@ mod tests {
                 self.0.revoke(i, t, e).await
             })
         }
-        fn revoke_issued_before<'a>(
+        fn revoke_issued_until<'a>(
             &'a self,
             i: &'a str,
             p: Principal<'a>,
@@ -479,7 +479,7 @@ mod tests {
         ) -> StoreFuture<'a, ()> {
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                self.0.revoke_issued_before(i, p, b, k).await
+                self.0.revoke_issued_until(i, p, b, k).await
             })
         }
         fn is_revoked<'a>(&'a self, t: TokenRef<'a>) -> StoreFuture<'a, bool> {

@@ -123,15 +123,18 @@ pub trait RevocationStore: Send + Sync + 'static {
         expires_at: i64,
     ) -> StoreFuture<'a, ()>;
 
-    /// Revokes every token of `principal` from `issuer` whose `iat` is before
-    /// `before` (tokens without `iat` included). The watermark may be
+    /// Revokes every token of `principal` from `issuer` whose `iat` is at
+    /// or before `until` (tokens without `iat` included). Inclusive: `iat`
+    /// counts whole seconds, which cannot order a token and a revocation
+    /// within one second, so a token of the revocation's own second is
+    /// revoked with it rather than surviving it. The watermark may be
     /// forgotten after `keep_until`: pass the latest `exp` such a token can
     /// have. A later call with an earlier `before` does not lower it.
-    fn revoke_issued_before<'a>(
+    fn revoke_issued_until<'a>(
         &'a self,
         issuer: &'a str,
         principal: Principal<'a>,
-        before: i64,
+        until: i64,
         keep_until: i64,
     ) -> StoreFuture<'a, ()>;
 
