@@ -496,3 +496,77 @@ async fn a_discovered_jwks_uri_leaves_the_origin_only_over_https() {
     assert_eq!(other.hits(), 0);
     assert_eq!(server.hits(), 0);
 }
+
+/// How the second runtime meets the keys again.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    Ready,
+    /// A token the verified-token cache holds since the first runtime.
+    CachedVerify,
+    UncachedVerify,
+}
+
+#[test]
+fn background_refresh_restarts_after_its_runtime_is_dropped() {
+    // The JWKS server runs on a runtime of its own that outlives the others.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let signer = Signer::es256();
+    let server = server_rt.block_on(JwksServer::start(vec![signer.jwk("k")]));
+    server.state.lock().unwrap().cache_control = Some("public, max-age=1".into());
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    for trigger in [
+        Trigger::Ready,
+        Trigger::CachedVerify,
+        Trigger::UncachedVerify,
+    ] {
+        let builder = Authenticator::builder().issuer(
+            remote_issuer(&server)
+                .remote_options(RemoteOptions::new().min_refresh(Duration::from_secs(1))),
+        );
+        let auth = match trigger {
+            Trigger::UncachedVerify => builder.without_cache(),
+            _ => builder,
+        }
+        .build()
+        .unwrap();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            auth.ready().await.unwrap();
+            auth.verify(&token).await.unwrap();
+        });
+        // The background refresh started on `first` ends with it.
+        drop(first);
+        let before = server.hits();
+        let second = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            // None of these fetches: the keys are loaded and usable.
+            match trigger {
+                Trigger::Ready => auth.ready().await.unwrap(),
+                Trigger::CachedVerify | Trigger::UncachedVerify => {
+                    auth.verify(&token).await.unwrap();
+                }
+            }
+            // Only a background refresh fetches now: every 0.75 s.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            while server.hits() < before + 2 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{trigger:?}: no background refresh after the first runtime was dropped"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(auth.is_ready());
+        });
+    }
+}

@@ -8,7 +8,8 @@
 //!   cool-down, so random kids cost one cache look-up;
 //! - keys are refreshed in the background ahead of expiry (`Cache-Control:
 //!   max-age` within [`RemoteOptions::min_refresh`] and
-//!   [`RemoteOptions::max_refresh`]);
+//!   [`RemoteOptions::max_refresh`]); when the runtime the refresh ran on
+//!   is dropped, the next look-up on another runtime starts it again;
 //! - when the endpoint fails, last-known-good keys keep working for
 //!   [`RemoteOptions::max_stale`] past their expiry; after that the answer is
 //!   [`Error::KeysUnavailable`] (503), never "invalid token";
@@ -21,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 
 use serde::Deserialize;
 
@@ -51,7 +52,24 @@ struct FetchState {
     jwks_url: Option<reqwest::Url>,
     last_unknown_fetch: Option<Instant>,
     last_error: Option<Instant>,
-    refresher_started: bool,
+}
+
+/// [`RemoteKeys::refresher`]: no keys loaded yet, so no refresh wanted.
+const REFRESH_NOT_YET: u8 = 0;
+/// A refresh task runs.
+const REFRESH_RUNNING: u8 = 1;
+/// Keys were loaded and no refresh task runs (none could be started, or
+/// its runtime was dropped): the next look-up in a runtime starts one.
+const REFRESH_STOPPED: u8 = 2;
+
+/// Held by the refresh task: dropped with the task's future (the task
+/// ended, or its runtime was dropped), it marks the refresh stopped.
+struct RefresherAlive(Arc<AtomicU8>);
+
+impl Drop for RefresherAlive {
+    fn drop(&mut self) {
+        self.0.store(REFRESH_STOPPED, Ordering::Release);
+    }
 }
 
 /// Remote keys of one issuer.
@@ -67,6 +85,8 @@ pub(crate) struct RemoteKeys {
     usable_until_ms: AtomicI64,
     fetch: tokio::sync::Mutex<FetchState>,
     missing: moka::sync::Cache<String, ()>,
+    /// Whether the background refresh runs: `REFRESH_*`.
+    refresher: Arc<AtomicU8>,
 }
 
 /// Why keys must be fetched.
@@ -131,9 +151,9 @@ impl RemoteKeys {
                 jwks_url: None,
                 last_unknown_fetch: None,
                 last_error: None,
-                refresher_started: false,
             }),
             missing,
+            refresher: Arc::new(AtomicU8::new(REFRESH_NOT_YET)),
             opts,
         })
     }
@@ -150,11 +170,17 @@ impl RemoteKeys {
         now_ms < self.usable_until_ms.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn lookup(&self, kid: Option<&str>, alg: Algorithm, now_ms: i64) -> Lookup {
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now_ms: i64,
+    ) -> Lookup {
         let snap = self.current();
         if !self.usable(now_ms) {
             return Lookup::NeedFetch(snap.generation);
         }
+        self.keep_refreshing();
         match snap.keys.select(kid, alg) {
             Selected::Key(k) => Lookup::Key(k.clone()),
             Selected::WrongAlgorithm => Lookup::Fail(Error::AlgorithmNotAllowed),
@@ -200,7 +226,7 @@ impl RemoteKeys {
         }
         match self.fetch_and_publish(&mut st).await {
             Ok(()) => {
-                self.start_refresher(&mut st);
+                self.start_refresher();
                 Ok(())
             }
             Err(e) => {
@@ -215,14 +241,16 @@ impl RemoteKeys {
     /// Loads keys now unless they are loaded and usable; returns the fetch error.
     pub(crate) async fn ensure_loaded(self: &Arc<Self>) -> Result<()> {
         if self.usable(now_ms()) {
+            self.keep_refreshing();
             return Ok(());
         }
         let mut st = self.fetch.lock().await;
         if self.usable(now_ms()) {
+            self.keep_refreshing();
             return Ok(());
         }
         self.fetch_and_publish(&mut st).await?;
-        self.start_refresher(&mut st);
+        self.start_refresher();
         Ok(())
     }
 
@@ -271,13 +299,38 @@ impl RemoteKeys {
         Ok(())
     }
 
-    /// Starts the background refresh once, when a runtime is at hand.
-    fn start_refresher(self: &Arc<Self>, st: &mut FetchState) {
-        if !st.refresher_started
+    /// After keys were loaded: from now on a background refresh is wanted;
+    /// starts it when none runs and a runtime is at hand.
+    fn start_refresher(self: &Arc<Self>) {
+        let _ = self.refresher.compare_exchange(
+            REFRESH_NOT_YET,
+            REFRESH_STOPPED,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        self.keep_refreshing();
+    }
+
+    /// Starts the background refresh again when keys were loaded and no
+    /// refresh task runs (its runtime was dropped), on the current runtime
+    /// if there is one. One atomic load when it runs.
+    pub(crate) fn keep_refreshing(self: &Arc<Self>) {
+        if self.refresher.load(Ordering::Acquire) == REFRESH_STOPPED
             && let Ok(handle) = tokio::runtime::Handle::try_current()
+            && self
+                .refresher
+                .compare_exchange(
+                    REFRESH_STOPPED,
+                    REFRESH_RUNNING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
         {
-            st.refresher_started = true;
-            handle.spawn(refresher(Arc::downgrade(self)));
+            // The guard moves into the task: a runtime that shuts down
+            // before running it drops it, and the refresh is stopped again.
+            let alive = RefresherAlive(self.refresher.clone());
+            handle.spawn(refresher(Arc::downgrade(self), alive));
         }
     }
 
@@ -523,8 +576,9 @@ fn parse_max_age(v: &str) -> Option<Duration> {
 }
 
 /// Background refresh: sleeps until the keys are due, fetches, backs off on
-/// failure. Ends when the keys are dropped.
-async fn refresher(weak: Weak<RemoteKeys>) {
+/// failure. Ends when the keys are dropped; `_alive` marks the refresh
+/// stopped when the task ends or its runtime drops it.
+async fn refresher(weak: Weak<RemoteKeys>, _alive: RefresherAlive) {
     let mut failures: u32 = 0;
     loop {
         let delay = {
