@@ -480,3 +480,64 @@ async fn ip_bound_tokens() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_header_quoted_strings() {
+    for fw in BOTH {
+        // The test client is the trusted proxy at 127.0.0.1 and writes the
+        // `Forwarded` header itself, as nginx, Envoy or HAProxy would.
+        let binding = IpBinding::new()
+            .trusted_proxies(["127.0.0.1"])
+            .unwrap()
+            .forwarded_header(ForwardedHeader::Forwarded);
+        let s = start_bound(fw, Credits::new(), binding).await;
+        let client = token(json!({"ip": "203.0.113.7"}));
+        let v6 = token(json!({"ip": "2001:db8:cafe::/48"}));
+        let chosen = token(json!({"ip": "10.0.0.1"}));
+        for (header, t) in [
+            ("for=203.0.113.7;proto=http;by=203.0.113.43", &client),
+            ("for=\"203.0.113.7:47011\"", &client),
+            ("for=192.0.2.43, for=203.0.113.7", &client),
+            ("for=\"[2001:db8:cafe::17]:4711\"", &v6),
+            // What a client put in a quoted value stays inside it.
+            ("host=\"evil, for=10.0.0.1;x=\";for=203.0.113.7", &client),
+        ] {
+            let a = call(s.addr, "/api", t, &[("forwarded", header)]).await;
+            assert_eq!(a.status, 200, "{fw:?}: {header}");
+        }
+        let a = call(
+            s.addr,
+            "/api",
+            &chosen,
+            &[(
+                "forwarded",
+                "host=\"evil, for=10.0.0.1;x=\";for=203.0.113.7",
+            )],
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("client_address_mismatch")),
+            "{fw:?}: the client chose its own address"
+        );
+        let a = call(s.addr, "/api", &chosen, &[("forwarded", "For=\"_gazonk\"")]).await;
+        assert_eq!(
+            (a.status, a.code.as_deref()),
+            (401, Some("client_address_mismatch")),
+            "{fw:?}"
+        );
+        for header in [
+            "for=\"1.2.3.4;for=10.0.0.1\"",
+            "for=\"10.0.0.1, for=127.0.0.1\"",
+            "for=203.0.113.7;for=10.0.0.1",
+            "for=\"10.0.0.1",
+        ] {
+            let a = call(s.addr, "/api", &chosen, &[("forwarded", header)]).await;
+            assert_eq!(
+                (a.status, a.code.as_deref()),
+                (400, Some("malformed_forwarded")),
+                "{fw:?}: {header}"
+            );
+        }
+    }
+}

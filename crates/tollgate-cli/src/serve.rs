@@ -1,12 +1,13 @@
 //! `tollgate serve`: the token server and a metered demo API on one port.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use tollgate_axum::{AuthLayer, Claims};
 use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies, Store};
-use tollgate_core::{Algorithm, Authenticator, TrustedIssuer};
+use tollgate_core::{Algorithm, Authenticator, RemoteOptions, TrustedIssuer};
 use tollgate_issuer::{Client, KeyRing, Settings, TokenServer};
 
 use crate::config::Config;
@@ -159,12 +160,26 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
 
     let mut app = server.router();
     if config.demo.enabled {
-        // The demo API verifies like any Tollgate API: keys from the JWKS URL.
+        // The demo API verifies like any Tollgate API: keys from the JWKS
+        // URL, here this server's own listener. The request never leaves
+        // this process, so plain http is no risk even where the listener is
+        // not on a loopback address (the issuer URL may name a proxy that
+        // need not be reachable from here).
+        let own = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
+        };
         let auth: Authenticator = Authenticator::builder()
             .issuer(
                 TrustedIssuer::new(issuer_url.clone())
                     .audience(demo_audience(&issuer_url))
-                    .jwks_url(format!("{issuer_url}/.well-known/jwks.json")),
+                    .jwks_url(format!("http://{own}/.well-known/jwks.json"))
+                    .remote_options(RemoteOptions::new().allow_insecure_http()),
             )
             // Credits, and the client addresses restricted tokens are bound to
             // (the peer address comes from the connect info below).

@@ -514,6 +514,42 @@ async fn inspect_verifies_against_a_jwks_url() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_api_reads_keys_from_its_own_listener() {
+    // Bound to every address, the issuer URL is `http://0.0.0.0:<port>`, not
+    // a loopback URL: the demo API still gets its keys, from its own
+    // listener.
+    let dir = temp_dir("own-listener");
+    let server = serve_on(&dir, "0.0.0.0:0");
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let local = format!("http://127.0.0.1:{port}");
+    let token = client_credentials(&local, "dev", server.secret.as_deref().unwrap()).await;
+    let r = reqwest::Client::new()
+        .get(format!("{local}/demo/hello"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    drop(server);
+
+    // `token inspect` fetches keys over https, or plain http from a
+    // loopback host only; refused before any request.
+    let (code, _, err) = run(
+        &dir,
+        &[
+            "token",
+            "inspect",
+            &token,
+            "--jwks",
+            "http://198.51.100.1/.well-known/jwks.json",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("https"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reloads_keys_and_clients_on_sighup() {

@@ -111,6 +111,11 @@ pub struct JwksState {
     pub cache_control: Option<String>,
     pub oversized: bool,
     pub discovery_issuer: Option<String>,
+    /// The `jwks_uri` the discovery document names (default: this
+    /// server's `/keys`).
+    pub discovery_jwks_uri: Option<String>,
+    /// Where `/redirect` sends its client (a 302); `None`: 404.
+    pub redirect_to: Option<String>,
 }
 
 /// A JWKS and discovery server on 127.0.0.1 counting its hits.
@@ -160,7 +165,26 @@ async fn discovery(State(s): State<Shared>) -> impl IntoResponse {
         .discovery_issuer
         .clone()
         .unwrap_or_else(|| s.base.clone());
-    axum::Json(json!({"issuer": issuer, "jwks_uri": format!("{}/keys", s.base)}))
+    let jwks_uri = s
+        .state
+        .lock()
+        .unwrap()
+        .discovery_jwks_uri
+        .clone()
+        .unwrap_or_else(|| format!("{}/keys", s.base));
+    axum::Json(json!({"issuer": issuer, "jwks_uri": jwks_uri}))
+}
+
+async fn redirect(State(s): State<Shared>) -> impl IntoResponse {
+    s.other_hits.fetch_add(1, Ordering::SeqCst);
+    match s.state.lock().unwrap().redirect_to.clone() {
+        Some(to) => (
+            StatusCode::FOUND,
+            [(header::LOCATION, HeaderValue::from_str(&to).unwrap())],
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn other(State(s): State<Shared>) -> impl IntoResponse {
@@ -185,6 +209,7 @@ impl JwksServer {
         let app = Router::new()
             .route("/keys", get(jwks))
             .route("/.well-known/openid-configuration", get(discovery))
+            .route("/redirect", get(redirect))
             .fallback(other)
             .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -212,6 +237,16 @@ impl JwksServer {
 
     pub fn jwks_url(&self) -> String {
         format!("{}/keys", self.base())
+    }
+
+    /// `/redirect`, which answers 302 to `state.redirect_to`.
+    pub fn redirect_url(&self) -> String {
+        format!("{}/redirect", self.base())
+    }
+
+    /// Requests to anything but `/keys` (discovery, `/redirect`, others).
+    pub fn other_hits(&self) -> usize {
+        self.other_hits.load(Ordering::SeqCst)
     }
 
     pub fn hits(&self) -> usize {

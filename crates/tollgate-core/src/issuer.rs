@@ -111,7 +111,11 @@ impl TrustedIssuer {
         self
     }
 
-    /// Fetches keys from a JWKS URL.
+    /// Fetches keys from a JWKS URL: `https`, or plain `http` from a
+    /// loopback host (127.0.0.0/8, `::1`, `localhost`) unless
+    /// [`RemoteOptions::allow_insecure_http`]; checked by
+    /// [`build`](crate::AuthenticatorBuilder::build). Redirects are
+    /// followed only within the URL's origin.
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.source = Source::Remote(Location::Jwks(url.into()));
         self
@@ -119,7 +123,9 @@ impl TrustedIssuer {
 
     /// Finds the JWKS through an OpenID Connect or RFC 8414 metadata URL
     /// (e.g. `https://issuer.example/.well-known/openid-configuration`).
-    /// The document's `issuer` must equal this issuer.
+    /// The document's `issuer` must equal this issuer. The URL follows the
+    /// rules of [`jwks_url`](Self::jwks_url); the `jwks_uri` the document
+    /// names does too, and is `https` when on another origin.
     pub fn discovery_url(mut self, url: impl Into<String>) -> Self {
         self.source = Source::Remote(Location::Discovery(url.into()));
         self

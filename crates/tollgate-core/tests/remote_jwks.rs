@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{JwksServer, Signer, good_claims};
-use tollgate_core::{Authenticator, Error, RemoteOptions, TrustedIssuer, error_response};
+use tollgate_core::{
+    Authenticator, ConfigError, Error, RemoteOptions, TrustedIssuer, error_response,
+};
 
 fn remote_issuer(server: &JwksServer) -> TrustedIssuer {
     TrustedIssuer::new(server.base())
@@ -353,4 +355,218 @@ async fn unreachable_endpoint_is_temporary_not_invalid() {
     let err = auth.verify(&token).await.unwrap_err();
     assert_eq!(err, Error::KeysUnavailable);
     assert_eq!(err.status(), 503);
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused_at_build() {
+    let build = |issuer: TrustedIssuer| Authenticator::builder().issuer(issuer).build();
+    let iss = || TrustedIssuer::new("https://issuer.example").audience("api");
+    for url in [
+        "http://issuer.example/.well-known/jwks.json",
+        "http://192.0.2.10:8080/keys",
+        "http://[2001:db8::1]/keys",
+        "ftp://issuer.example/keys",
+        "not a url",
+    ] {
+        for issuer in [iss().jwks_url(url), iss().discovery_url(url)] {
+            let Err(err) = build(issuer) else {
+                panic!("{url} accepted")
+            };
+            assert!(matches!(err, ConfigError::Invalid(_)), "{url}: {err:?}");
+            assert!(err.to_string().contains(url), "{err}");
+        }
+    }
+    // https anywhere, plain http on loopback hosts, or anywhere when asked.
+    for url in [
+        "https://issuer.example/.well-known/jwks.json",
+        "http://127.0.0.1:1/keys",
+        "http://localhost:1/keys",
+        "http://[::1]:1/keys",
+    ] {
+        assert!(build(iss().jwks_url(url)).is_ok(), "{url}");
+    }
+    let opted_in = iss()
+        .jwks_url("http://issuer.example/.well-known/jwks.json")
+        .remote_options(RemoteOptions::new().allow_insecure_http());
+    assert!(build(opted_in).is_ok());
+    let still_ftp = iss()
+        .jwks_url("ftp://issuer.example/keys")
+        .remote_options(RemoteOptions::new().allow_insecure_http());
+    assert!(build(still_ftp).is_err());
+}
+
+fn refused_as_other_origin(err: &Error) -> bool {
+    matches!(err, Error::KeyFetch(m, _) if m.contains("another origin"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_to_another_origin_are_refused() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    // Another port is another origin, though the same host.
+    let other = JwksServer::start(vec![Signer::es256().jwk("k")]).await;
+    let via_redirect = |opts: RemoteOptions| {
+        Authenticator::builder()
+            .issuer(
+                TrustedIssuer::new(server.base())
+                    .audience("api")
+                    .jwks_url(server.redirect_url())
+                    .remote_options(opts),
+            )
+            .build()
+            .unwrap()
+    };
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+
+    for target in [
+        other.jwks_url(),
+        // Same host and port, other scheme.
+        format!("https://{}/keys", server.addr),
+    ] {
+        server.state.lock().unwrap().redirect_to = Some(target.clone());
+        let auth = via_redirect(RemoteOptions::new());
+        let err = auth.ready().await.unwrap_err();
+        assert!(refused_as_other_origin(&err), "{target}: {err:?}");
+        assert_eq!(
+            auth.verify(&token).await.unwrap_err(),
+            Error::KeysUnavailable
+        );
+    }
+    assert_eq!(other.hits(), 0, "no request reached the other origin");
+    assert_eq!(other.other_hits(), 0);
+
+    // A caller's client that follows any redirect: the answer of the
+    // other origin is not taken.
+    server.state.lock().unwrap().redirect_to = Some(other.jwks_url());
+    let follows_all = reqwest::Client::builder().no_proxy().build().unwrap();
+    let auth = via_redirect(RemoteOptions::new().client(follows_all));
+    let err = auth.ready().await.unwrap_err();
+    assert!(refused_as_other_origin(&err), "{err:?}");
+    assert_eq!(
+        auth.verify(&token).await.unwrap_err(),
+        Error::KeysUnavailable
+    );
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_within_the_origin_are_followed() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    for target in [server.jwks_url(), "/keys".to_owned()] {
+        server.state.lock().unwrap().redirect_to = Some(target);
+        let auth = Authenticator::builder()
+            .issuer(
+                TrustedIssuer::new(server.base())
+                    .audience("api")
+                    .jwks_url(server.redirect_url()),
+            )
+            .build()
+            .unwrap();
+        auth.ready().await.unwrap();
+        assert!(auth.verify(&token).await.is_ok());
+    }
+    assert_eq!(server.hits(), 2);
+    assert_eq!(server.other_hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_jwks_uri_leaves_the_origin_only_over_https() {
+    let signer = Signer::es256();
+    let server = JwksServer::start(vec![signer.jwk("k")]).await;
+    let other = JwksServer::start(vec![signer.jwk("k")]).await;
+    let discovery = format!("{}/.well-known/openid-configuration", server.base());
+    for jwks_uri in [other.jwks_url(), "http://keys.example/jwks.json".to_owned()] {
+        server.state.lock().unwrap().discovery_jwks_uri = Some(jwks_uri.clone());
+        let auth = Authenticator::builder()
+            .issuer(
+                TrustedIssuer::new(server.base())
+                    .audience("api")
+                    .discovery_url(discovery.clone()),
+            )
+            .build()
+            .unwrap();
+        let err = auth.ready().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::KeyFetch(m, _) if m.contains("jwks_uri")),
+            "{jwks_uri}: {err:?}"
+        );
+    }
+    assert_eq!(other.hits(), 0);
+    assert_eq!(server.hits(), 0);
+}
+
+/// How the second runtime meets the keys again.
+#[derive(Debug, Clone, Copy)]
+enum Trigger {
+    Ready,
+    /// A token the verified-token cache holds since the first runtime.
+    CachedVerify,
+    UncachedVerify,
+}
+
+#[test]
+fn background_refresh_restarts_after_its_runtime_is_dropped() {
+    // The JWKS server runs on a runtime of its own that outlives the others.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let signer = Signer::es256();
+    let server = server_rt.block_on(JwksServer::start(vec![signer.jwk("k")]));
+    server.state.lock().unwrap().cache_control = Some("public, max-age=1".into());
+    let token = signer.sign(Some("k"), &good_claims(&server.base()));
+    for trigger in [
+        Trigger::Ready,
+        Trigger::CachedVerify,
+        Trigger::UncachedVerify,
+    ] {
+        let builder = Authenticator::builder().issuer(
+            remote_issuer(&server)
+                .remote_options(RemoteOptions::new().min_refresh(Duration::from_secs(1))),
+        );
+        let auth = match trigger {
+            Trigger::UncachedVerify => builder.without_cache(),
+            _ => builder,
+        }
+        .build()
+        .unwrap();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            auth.ready().await.unwrap();
+            auth.verify(&token).await.unwrap();
+        });
+        // The background refresh started on `first` ends with it.
+        drop(first);
+        let before = server.hits();
+        let second = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            // None of these fetches: the keys are loaded and usable.
+            match trigger {
+                Trigger::Ready => auth.ready().await.unwrap(),
+                Trigger::CachedVerify | Trigger::UncachedVerify => {
+                    auth.verify(&token).await.unwrap();
+                }
+            }
+            // Only a background refresh fetches now: every 0.75 s.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            while server.hits() < before + 2 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{trigger:?}: no background refresh after the first runtime was dropped"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(auth.is_ready());
+        });
+    }
 }

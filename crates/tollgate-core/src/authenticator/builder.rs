@@ -145,8 +145,10 @@ impl AuthenticatorBuilder {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] when no issuer is configured, an issuer is
-    /// configured twice, has no audience or no keys, or a remote key source
-    /// cannot be set up.
+    /// configured twice, has no audience or no keys, or a remote key URL is
+    /// not a URL or not `https` (plain `http` is for loopback hosts, or with
+    /// [`RemoteOptions::allow_insecure_http`](crate::RemoteOptions::allow_insecure_http));
+    /// [`ConfigError::HttpClient`] when the HTTP client cannot be built.
     pub fn build(self) -> std::result::Result<Authenticator, ConfigError> {
         if self.issuers.is_empty() {
             return Err(ConfigError::Invalid("no issuer configured".into()));

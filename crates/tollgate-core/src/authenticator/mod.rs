@@ -47,10 +47,19 @@ pub(super) struct IssuerState {
 }
 
 impl IssuerState {
+    /// True while the keys may be used; for remote keys, also restarts
+    /// their background refresh if its runtime was dropped (this is the
+    /// verified-token cache's path, which looks no key up).
     fn usable(&self, now_ms: i64) -> bool {
         match &self.keys {
             Keys::Static(_) => true,
-            Keys::Remote(r) => r.usable(now_ms),
+            Keys::Remote(r) => {
+                let usable = r.usable(now_ms);
+                if usable {
+                    r.keep_refreshing();
+                }
+                usable
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct RemoteOptions {
     pub(crate) max_refresh: Duration,
     pub(crate) max_stale: Duration,
     pub(crate) error_backoff: Duration,
+    pub(crate) allow_insecure_http: bool,
 }
 
 impl Default for RemoteOptions {
@@ -48,11 +49,17 @@ impl RemoteOptions {
             max_refresh: Duration::from_secs(3600),
             max_stale: Duration::from_secs(3600),
             error_backoff: Duration::from_secs(5),
+            allow_insecure_http: false,
         }
     }
 
     /// HTTP client to use; by default a client with rustls and no proxy
-    /// look-up is built. Pass your own to share a pool or set TLS roots.
+    /// look-up is built, which follows redirects only within the origin
+    /// (scheme, host, port) of the URL asked. Pass your own to share a pool
+    /// or set TLS roots; whatever its redirect policy, a response that
+    /// comes from another origin than the URL asked is refused (better
+    /// give it `reqwest::redirect::Policy::none()` or a same-origin policy
+    /// so the request never leaves).
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -100,6 +107,18 @@ impl RemoteOptions {
     /// long. Default 5 s.
     pub fn error_backoff(mut self, backoff: Duration) -> Self {
         self.error_backoff = backoff;
+        self
+    }
+
+    /// Accepts plain `http://` JWKS and discovery URLs on any host. By
+    /// default keys come over `https`, and plain `http` only from a
+    /// loopback host (127.0.0.0/8, `::1`, `localhost`): anyone on the path
+    /// of a plain request can hand over their own keys and mint tokens
+    /// this API accepts. Only for a network where that cannot happen. A
+    /// discovered `jwks_uri` on another origin than the discovery document
+    /// must be `https` even so.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
         self
     }
 }
