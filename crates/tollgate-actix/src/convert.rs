@@ -37,9 +37,16 @@ pub fn render(err: &Error, realm: Option<&str>) -> HttpResponse {
     respond(Rejection::render(err.clone(), realm))
 }
 
-/// Copies core's answer (status, headers, body) into an actix response.
+/// Copies core's answer to a rejection into an actix response, with the
+/// [`Error`] in its extensions.
 pub(crate) fn respond(rejection: Rejection) -> HttpResponse {
-    let resp = rejection.response;
+    let mut out = convert(rejection.response);
+    out.extensions_mut().insert(rejection.error);
+    out
+}
+
+/// Copies an answer of core's (status, headers, body) into an actix response.
+pub(crate) fn convert(resp: http::Response<String>) -> HttpResponse {
     let mut out = HttpResponse::build(status_from(resp.status()));
     for (name, value) in resp.headers() {
         if let (Ok(n), Ok(v)) = (
@@ -49,9 +56,7 @@ pub(crate) fn respond(rejection: Rejection) -> HttpResponse {
             out.append_header((n, v));
         }
     }
-    let mut out = out.body(resp.into_body());
-    out.extensions_mut().insert(rejection.error);
-    out
+    out.body(resp.into_body())
 }
 
 /// Puts what the gate admitted into the request; returns the meter.

@@ -12,7 +12,7 @@ use tollgate_core::Error;
 use tollgate_core::gate::{Authentication, Decision, Gate, Rejection, Verdict};
 use tollgate_core::policy::Meter;
 
-use crate::convert::{View, admit, credit_headers, respond, status_of};
+use crate::convert::{View, admit, convert, credit_headers, respond, status_of};
 
 pub(crate) type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -77,7 +77,10 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = self.service.clone();
         match self.gate.decide(&View(&req)) {
-            Decision::Pass => Box::pin(pass(service, req)),
+            Decision::Preflight(answer) => {
+                let answer = convert(answer);
+                Box::pin(ready(Ok(req.into_response(answer).map_into_right_body())))
+            }
             Decision::Anonymous => {
                 req.extensions_mut().insert(Authentication::Anonymous);
                 Box::pin(pass(service, req))

@@ -202,14 +202,19 @@ async fn optional_mode_and_a_missing_middleware() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_and_error_hook() {
     let auth = static_auth::<tollgate_core::NoClaims>();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ran2 = ran.clone();
     let addr =
         serve!(move || {
+            let ran = ran2.clone();
             App::new()
                 .route("/x", web::get().to(|| async { "ok" }))
                 .route(
                     "/x",
-                    web::method(actix_web::http::Method::OPTIONS)
-                        .to(|| async { HttpResponse::Ok().body("preflight") }),
+                    web::method(actix_web::http::Method::OPTIONS).to(move || {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        async { HttpResponse::Ok().body("preflight") }
+                    }),
                 )
                 .wrap(Auth::new(auth.clone()).allow_preflight().on_error(
                     |err: &Error, mut resp| {
@@ -225,8 +230,13 @@ async fn preflight_and_error_hook() {
         .send()
         .await
         .unwrap();
-    assert_eq!(pre.status(), 200);
-    assert_eq!(pre.text().await.unwrap(), "preflight");
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.text().await.unwrap(), "");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "no handler runs for a preflight"
+    );
     let plain = client
         .request(reqwest::Method::OPTIONS, format!("http://{addr}/x"))
         .send()

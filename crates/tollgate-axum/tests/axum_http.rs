@@ -409,7 +409,7 @@ async fn typed_claims_work_under_a_layer_built_with_the_plain_builder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
+async fn preflight_is_answered_without_running_a_handler_and_error_hook_keeps_the_code() {
     let auth: Authenticator = Authenticator::builder()
         .issuer(
             TrustedIssuer::new(ISS)
@@ -420,10 +420,23 @@ async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
         .unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen2 = seen.clone();
+    let ran = Calls::default();
+    let (ran_options, ran_any) = (ran.clone(), ran.clone());
     let app = Router::new()
         .route(
             "/x",
-            get(|| async { "ok" }).options(|| async { "preflight" }),
+            get(|| async { "ok" }).options(move || {
+                ran_options.0.fetch_add(1, Ordering::SeqCst);
+                async { "preflight" }
+            }),
+        )
+        // A route that answers every method, OPTIONS included.
+        .route(
+            "/any",
+            axum::routing::any(move || {
+                ran_any.0.fetch_add(1, Ordering::SeqCst);
+                async { "deleted everything" }
+            }),
         )
         .layer(
             AuthLayer::new(auth)
@@ -455,8 +468,20 @@ async fn preflight_passes_when_configured_and_error_hook_keeps_the_code() {
         .send()
         .await
         .unwrap();
-    assert_eq!(pre.status(), 200);
-    assert_eq!(pre.text().await.unwrap(), "preflight");
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.text().await.unwrap(), "");
+    let pre = client
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}/any"))
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(
+        ran.0.load(Ordering::SeqCst),
+        0,
+        "no handler runs for a preflight"
+    );
     // A plain OPTIONS is not a preflight: it is authenticated.
     let plain = client
         .request(reqwest::Method::OPTIONS, format!("http://{addr}/x"))

@@ -135,8 +135,13 @@ impl Gate {
         self
     }
 
-    /// Passes CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
-    /// to the inner service unauthenticated, so a CORS layer inside can answer.
+    /// Answers CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
+    /// without a token: 204 No Content, and the inner service is never
+    /// called, so no handler runs unauthenticated (a route answering every
+    /// method would otherwise run for anyone). Put the CORS layer outside
+    /// the gate: it answers preflights itself, or adds its headers to this
+    /// answer. Without this setting a preflight needs a token like any
+    /// request.
     pub fn allow_preflight(mut self) -> Self {
         self.config_mut().preflight = true;
         self
@@ -170,7 +175,9 @@ impl Gate {
     pub fn decide<R: RequestView>(&self, req: &R) -> Decision {
         let config = &*self.config;
         if config.preflight && req.is_preflight() {
-            return Decision::Pass;
+            let mut answer = Response::new(String::new());
+            *answer.status_mut() = http::StatusCode::NO_CONTENT;
+            return Decision::Preflight(answer);
         }
         let span = observe::span();
         let token = match config.extractor.extract_unchecked(req) {
@@ -292,9 +299,9 @@ impl Gate {
 /// What the gate decided about a request.
 #[must_use]
 pub enum Decision {
-    /// A CORS preflight under [`Gate::allow_preflight`]: call the inner
-    /// service untouched.
-    Pass,
+    /// A CORS preflight under [`Gate::allow_preflight`]: answer with this
+    /// (204, no body) and never call the inner service.
+    Preflight(Response<String>),
     /// No token under [`Gate::optional`]: put [`Authentication::Anonymous`]
     /// into the request and call the inner service.
     Anonymous,
@@ -349,7 +356,7 @@ impl From<Verdict> for Decision {
 impl fmt::Debug for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Decision::Pass => f.write_str("Pass"),
+            Decision::Preflight(_) => f.write_str("Preflight"),
             Decision::Anonymous => f.write_str("Anonymous"),
             Decision::Accepted(a) => f.debug_tuple("Accepted").field(a).finish(),
             Decision::Rejected(r) => f.debug_tuple("Rejected").field(&r.error).finish(),

@@ -44,7 +44,7 @@ where
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let peer = (self.layer.peer)(req.extensions());
         match self.layer.gate.decide(&HttpRequest::new(&req, peer)) {
-            Decision::Pass => ResponseFuture::inner(self.inner.call(req)),
+            Decision::Preflight(answer) => ResponseFuture::ready(answer.map(ResB::from)),
             Decision::Anonymous => {
                 req.extensions_mut().insert(Authentication::Anonymous);
                 ResponseFuture::inner(self.inner.call(req))
