@@ -64,6 +64,18 @@ pub(crate) enum KeysCommand {
     /// This rewrites the key files; a running `tollgate serve` uses the new
     /// ring after a SIGHUP (`kill -HUP <pid>`).
     Rotate(Common),
+    /// Withdraw a key at once (leaked or compromised): it leaves the ring
+    /// and the JWKS, and is never trusted again. Withdrawing the active key
+    /// promotes the next one.
+    ///
+    /// A running `tollgate serve` refuses the key's tokens after a SIGHUP
+    /// (`kill -HUP <pid>`); APIs fetching the JWKS after their next fetch.
+    Withdraw {
+        #[command(flatten)]
+        common: Common,
+        /// The key's id (see `tollgate keys list`).
+        kid: String,
+    },
     /// List keys with their state.
     List(Common),
     /// Print the public JWKS.

@@ -28,6 +28,13 @@ pub(crate) fn keys(cmd: KeysCommand) -> Result<ExitCode, Failure> {
                 .map_err(runtime)?;
             print_keys(&ring);
         }
+        KeysCommand::Withdraw { common, kid } => {
+            let mut ring = open_ring(&load(&common)?)?;
+            ring.withdraw(&kid)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            println!("withdrew {kid}; send SIGHUP to a running server to apply it");
+            print_keys(&ring);
+        }
         KeysCommand::List(common) => {
             let ring = open_ring(&load(&common)?)?;
             print_keys(&ring);

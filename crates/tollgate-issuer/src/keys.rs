@@ -253,6 +253,12 @@ impl SigningKey {
         }
     }
 
+    /// True when this key is retiring and its time has passed: it is
+    /// neither published nor trusted any more.
+    pub fn is_retired(&self, now: i64) -> bool {
+        self.state == KeyState::Retiring && self.retire_at.is_none_or(|t| t <= now)
+    }
+
     /// The key that verifies this key's signatures.
     pub fn verifying_key(&self) -> Result<VerifyingKey, tollgate_core::ConfigError> {
         let key = match &self.material {

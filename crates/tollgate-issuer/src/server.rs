@@ -159,6 +159,7 @@ impl TokenServer {
         // (a directory emptied or swapped) would refuse every one of them.
         if let Some(active) = current.active()
             && !ring.keys().iter().any(|k| k.kid() == active.kid())
+            && !ring.is_withdrawn(active.kid())
         {
             return Err(tollgate_core::ConfigError::Invalid(format!(
                 "the new key ring drops the signing key {kid} (rotated more than once \
@@ -222,7 +223,19 @@ impl TokenServer {
         token: &str,
     ) -> Result<Arc<tollgate_core::Verified>, tollgate_core::Error> {
         let verifier = read(&self.verifier).clone();
-        verifier.verify_now(token)
+        let verified = verifier.verify_now(token)?;
+        // A key past its `retire_at` (or gone from the ring) signs nothing
+        // valid any more, though the verifier was built while it was in use.
+        let ring = read(&self.ring);
+        let now = crate::support::now();
+        let usable = verified
+            .key_id()
+            .and_then(|kid| ring.keys().iter().find(|k| k.kid() == kid))
+            .is_some_and(|k| !k.is_retired(now));
+        if !usable {
+            return Err(tollgate_core::Error::UnknownKey);
+        }
+        Ok(verified)
     }
 }
 
@@ -260,6 +273,7 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::write_private;
     use tollgate_core::Algorithm;
     use tollgate_core::policy::MemoryStore;
 
@@ -283,5 +297,74 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("drops the signing key"), "{err}");
         assert_eq!(server.jwks(), before, "the running ring stays");
+    }
+
+    fn temp_keys(name: &str) -> std::path::PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::env::temp_dir()
+            .join(format!("tollgate-server-{name}-{nanos:x}"))
+            .join("keys")
+    }
+
+    fn mint(server: &TokenServer, client: &Client) -> String {
+        let req = crate::MintRequest::default();
+        server.mint(client, &req).unwrap().token
+    }
+
+    #[test]
+    fn a_withdrawn_key_is_refused_at_once_and_never_trusted_again() {
+        let dir = temp_keys("withdraw");
+        let (client, _) = Client::generate("app", vec!["api".into()], vec![]);
+        let server = TokenServer::new(
+            Settings::new("https://issuer.example"),
+            KeyRing::open(&dir, Algorithm::ES256).unwrap(),
+            vec![client.clone()],
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        let token = mint(&server, &client);
+        assert!(server.verify(&token).is_ok());
+        let leaked = read(&server.ring).active().unwrap().kid().to_owned();
+
+        // `tollgate keys withdraw <kid>`, then SIGHUP.
+        let mut ring = KeyRing::open(&dir, Algorithm::ES256).unwrap();
+        let key_file = std::fs::read(dir.join(format!("{leaked}.json"))).unwrap();
+        ring.withdraw(&leaked).unwrap();
+        server
+            .replace_keys(KeyRing::load(&dir, Algorithm::ES256).unwrap())
+            .unwrap();
+        assert!(server.verify(&token).is_err(), "its tokens are refused");
+        assert!(!server.jwks().to_string().contains(&leaked), "unpublished");
+        // A fresh token is signed by the promoted key and verifies.
+        assert!(server.verify(&mint(&server, &client)).is_ok());
+
+        // The key file put back (a backup restored): still not trusted.
+        write_private(&dir.join(format!("{leaked}.json")), &key_file).unwrap();
+        let ring = KeyRing::load(&dir, Algorithm::ES256).unwrap();
+        assert!(ring.keys().iter().all(|k| k.kid() != leaked));
+    }
+
+    #[test]
+    fn a_key_past_its_retire_at_is_dropped_when_the_ring_is_read() {
+        let dir = temp_keys("retire");
+        let mut ring = KeyRing::open(&dir, Algorithm::ES256).unwrap();
+        let old = ring.active().unwrap().kid().to_owned();
+        ring.rotate(30 * 86_400).unwrap();
+        // Its time has come (the file says so), though no rotation since.
+        let path = dir.join(format!("{old}.json"));
+        let mut file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        file["retire_at"] = serde_json::json!(crate::support::now() - 1);
+        write_private(&path, file.to_string().as_bytes()).unwrap();
+        for ring in [
+            KeyRing::load(&dir, Algorithm::ES256).unwrap(),
+            KeyRing::open(&dir, Algorithm::ES256).unwrap(),
+        ] {
+            assert!(ring.keys().iter().all(|k| k.kid() != old));
+            assert!(!ring.jwks().to_string().contains(&old));
+        }
     }
 }

@@ -16,6 +16,28 @@ pub struct KeyRing {
     dir: Option<PathBuf>,
     alg: Algorithm,
     keys: Vec<SigningKey>,
+    /// Kids withdrawn from the ring (`withdrawn.txt` beside the key files):
+    /// never trusted again, even if a key file comes back.
+    withdrawn: Vec<String>,
+}
+
+/// The file listing withdrawn kids, one per line, in the key directory.
+const WITHDRAWN: &str = "withdrawn.txt";
+
+fn read_withdrawn(dir: &Path) -> Result<Vec<String>, KeyError> {
+    match std::fs::read_to_string(dir.join(WITHDRAWN)) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(KeyError::Io {
+            path: dir.join(WITHDRAWN),
+            source,
+        }),
+    }
 }
 
 impl KeyRing {
@@ -25,6 +47,7 @@ impl KeyRing {
             dir: None,
             alg,
             keys: Vec::new(),
+            withdrawn: Vec::new(),
         };
         ring.ensure_keys()?;
         Ok(ring)
@@ -39,7 +62,9 @@ impl KeyRing {
             dir: Some(dir.to_owned()),
             alg,
             keys,
+            withdrawn: read_withdrawn(dir)?,
         };
+        ring.forget_unusable(now());
         ring.ensure_keys()?;
         Ok(ring)
     }
@@ -51,11 +76,13 @@ impl KeyRing {
     /// (a rotation read half-way) is an error.
     pub fn load(dir: &Path, alg: Algorithm) -> Result<KeyRing, KeyError> {
         check_dirs(dir)?;
-        let ring = KeyRing {
+        let mut ring = KeyRing {
             dir: Some(dir.to_owned()),
             alg,
             keys: read_key_files(dir)?,
+            withdrawn: read_withdrawn(dir)?,
         };
+        ring.forget_unusable(now());
         let active = ring
             .keys
             .iter()
@@ -134,15 +161,58 @@ impl KeyRing {
 
     /// Drops retiring keys whose time has passed.
     pub fn drop_retired(&mut self, now: i64) {
+        self.keys.retain(|k| !k.is_retired(now));
+    }
+
+    /// Drops, in memory only, keys past their `retire_at` and withdrawn
+    /// keys: a ring read from disk never trusts them, whatever the files
+    /// say.
+    fn forget_unusable(&mut self, now: i64) {
+        let withdrawn = &self.withdrawn;
         self.keys
-            .retain(|k| k.state != KeyState::Retiring || k.retire_at.is_some_and(|t| t > now));
+            .retain(|k| !k.is_retired(now) && !withdrawn.iter().any(|w| w == k.kid()));
+    }
+
+    /// Withdraws a key at once (a leaked or compromised key): it leaves the
+    /// ring, its kid is recorded so it is never trusted again, and the
+    /// JWKS stops publishing it. Withdrawing the active key promotes the
+    /// next one; a new next key is generated as needed. A running server
+    /// refuses its tokens after `SIGHUP`, and validators after their next
+    /// JWKS fetch.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Invalid`] when no key has `kid`; I/O errors writing the
+    /// directory.
+    pub fn withdraw(&mut self, kid: &str) -> Result<(), KeyError> {
+        let Some(pos) = self.keys.iter().position(|k| k.kid() == kid) else {
+            return Err(KeyError::Invalid {
+                path: self.dir.clone().unwrap_or_default(),
+                reason: format!("no key `{kid}` in the ring"),
+            });
+        };
+        self.keys.remove(pos);
+        self.withdrawn.push(kid.to_owned());
+        if let Some(dir) = &self.dir {
+            let text: String = self.withdrawn.iter().map(|k| format!("{k}\n")).collect();
+            super::files::write_private(&dir.join(WITHDRAWN), text.as_bytes())?;
+        }
+        self.ensure_keys()?;
+        self.persist()
+    }
+
+    /// True when `kid` was withdrawn from this ring.
+    pub fn is_withdrawn(&self, kid: &str) -> bool {
+        self.withdrawn.iter().any(|w| w == kid)
     }
 
     /// The public JWKS: every published key (HMAC keys never).
     pub fn jwks(&self) -> Value {
+        let now = now();
         let keys: Vec<Value> = self
             .keys
             .iter()
+            .filter(|k| !k.is_retired(now))
             .filter_map(SigningKey::public_jwk)
             .collect();
         json!({ "keys": keys })
@@ -150,8 +220,9 @@ impl KeyRing {
 
     /// A key set that verifies every key of the ring.
     pub fn key_set(&self) -> Result<KeySet, tollgate_core::ConfigError> {
+        let now = now();
         let mut set = KeySet::new();
-        for k in &self.keys {
+        for k in self.keys.iter().filter(|k| !k.is_retired(now)) {
             set.push(k.verifying_key()?);
         }
         Ok(set)
