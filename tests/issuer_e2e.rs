@@ -904,3 +904,53 @@ async fn chunked_post(base: &str, path: &str, auth: &str, body: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(&answer);
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// `/connect/jwt` takes six parameters; a misspelt one is refused rather
+/// than ignored (`subject=alice` used to mint a token for the client itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_tokens_refuse_unknown_parameters() {
+    let s = setup().await;
+    let auth = basic("reports-app", &s.secret);
+    let r = post(
+        &s,
+        "/connect/jwt",
+        Some(&auth),
+        &[("subject", "alice"), ("credits", "1")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "invalid_request");
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("`subject`"),
+        "{:?}",
+        r.body
+    );
+    let json = s
+        .http
+        .post(format!("{}/connect/jwt", s.issuer))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(r#"{"sub":"alice","credits":1,"ttl":60}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 400);
+    let body: Value = serde_json::from_str(&json.text().await.unwrap()).unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("`ttl`")
+    );
+    let ok = post(
+        &s,
+        "/connect/jwt",
+        Some(&auth),
+        &[("sub", "alice"), ("credits", "1")],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}

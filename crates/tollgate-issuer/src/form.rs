@@ -52,6 +52,11 @@ impl Form {
 
     /// A parameter's value; a parameter sent without a value is omitted
     /// (RFC 6749 §3.1).
+    /// The parameter names, in no order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)

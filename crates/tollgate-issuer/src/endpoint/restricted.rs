@@ -66,8 +66,40 @@ struct RestrictedParams {
     credits: Option<Param<u64>>,
 }
 
+/// What `/connect/jwt` takes; anything else is refused, so a misspelt
+/// `subject` cannot silently mint a token for the client itself.
+const PARAMS: [&str; 6] = ["ip", "scope", "audience", "lifetime", "sub", "credits"];
+
+/// Client credentials, accepted in a form body.
+const CREDENTIALS: [&str; 2] = ["client_id", "client_secret"];
+
+fn refuse_unknown<'a>(
+    names: impl Iterator<Item = &'a str>,
+    extra: &[&str],
+) -> Result<(), OAuthError> {
+    let mut unknown: Vec<&str> = names
+        .filter(|n| !PARAMS.contains(n) && !extra.contains(n))
+        .collect();
+    unknown.sort_unstable();
+    match unknown.first() {
+        Some(name) => Err(OAuthError::invalid_request(format!(
+            "unknown parameter `{}` (known: {})",
+            crate::error::printable(name),
+            PARAMS.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl RestrictedParams {
     fn from_body(body: RestrictedBody) -> Result<Self, OAuthError> {
+        match &body {
+            RestrictedBody::Form(form) => refuse_unknown(form.names(), &CREDENTIALS)?,
+            RestrictedBody::Json(serde_json::Value::Object(map)) => {
+                refuse_unknown(map.keys().map(String::as_str), &[])?;
+            }
+            RestrictedBody::Json(_) => {}
+        }
         match body {
             RestrictedBody::Form(form) => form.params_as_sent(),
             // Any other JSON value names no parameter; a key given twice
