@@ -105,8 +105,21 @@ pub(crate) enum ClientsCommand {
     },
     /// List clients (never secrets).
     List(Common),
-    /// Remove a client.
+    /// Remove a client, and revoke every token issued to it so far.
+    ///
+    /// A running `tollgate serve` applies both after a SIGHUP (`kill -HUP
+    /// <pid>`), or at its next start: every API sharing its store then
+    /// refuses the client's tokens.
     Remove {
+        #[command(flatten)]
+        common: Common,
+        /// The client id.
+        id: String,
+    },
+    /// Revoke every token issued to a client so far (a leaked secret, a
+    /// compromised client); the client itself stays. Applied by `tollgate
+    /// serve` after a SIGHUP or at its next start.
+    RevokeTokens {
         #[command(flatten)]
         common: Common,
         /// The client id.

@@ -158,6 +158,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     )
     .map_err(runtime)?;
 
+    // Client revocations queued while the server was down.
+    crate::clients::apply_client_revocations(&config, &server).await;
+
     let mut app = server.router();
     if config.demo.enabled {
         // The demo API verifies like any Tollgate API: keys from the JWKS
@@ -212,7 +215,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             while hangup.recv().await.is_some() {
                 let (config, server) = (config.clone(), server.clone());
                 // Reading and parsing keys is blocking file work.
-                let _ = tokio::task::spawn_blocking(move || reload(&config, &server)).await;
+                let (c, s) = (config.clone(), server.clone());
+                let _ = tokio::task::spawn_blocking(move || reload(&c, &s)).await;
+                crate::clients::apply_client_revocations(&config, &server).await;
             }
         });
     }

@@ -653,3 +653,74 @@ async fn serve_reloads_keys_and_clients_on_sighup() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A compromised client: `clients revoke-tokens`, then SIGHUP, and every API
+/// sharing the store refuses the tokens it was issued; removal does the same.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_clients_tokens_reaches_the_apis_after_sighup() {
+    let dir = temp_dir("revoke-client");
+    let server = serve(&dir);
+    let url = server.url.clone();
+    let secret = server.secret.clone().unwrap();
+    let http = reqwest::Client::new();
+    let restricted = |credits: &'static str| {
+        let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+        async move {
+            let r = http
+                .post(format!("{url}/connect/jwt"))
+                .basic_auth("dev", Some(&secret))
+                .form_urlencoded(&format!("credits={credits}&ip=127.0.0.1"))
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let hello = |token: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/demo/hello"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let token = restricted("5").await;
+    assert_eq!(hello(token.clone()).await.0, 200);
+
+    let (code, out, err) = run(&dir, &["clients", "revoke-tokens", "dev"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Nothing changes before the server reloads.
+    assert_eq!(hello(token.clone()).await.0, 200);
+    Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let answer = loop {
+        let answer = hello(token.clone()).await;
+        if answer.0 != 200 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(answer.0, 401, "{}", answer.1);
+    assert!(answer.1.contains("token_revoked"), "{}", answer.1);
+    let r = http
+        .post(format!("{url}/connect/introspect"))
+        .basic_auth("dev", Some(&secret))
+        .form_urlencoded(&format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"{"active":false}"#);
+    assert!(
+        !dir.join("tollgate-data/revoke-clients.txt").exists(),
+        "the queue is emptied once applied"
+    );
+}

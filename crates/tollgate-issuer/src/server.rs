@@ -188,6 +188,35 @@ impl TokenServer {
         Ok(())
     }
 
+    /// Revokes every token issued to `client_id` so far, in every API that
+    /// shares the store: a client watermark, kept as long as such a token
+    /// can live. For a removed or compromised client.
+    ///
+    /// # Errors
+    ///
+    /// The store's, when it cannot be written now.
+    pub async fn revoke_client_tokens(
+        &self,
+        client_id: &str,
+    ) -> Result<(), tollgate_core::policy::StoreError> {
+        let now = crate::support::now();
+        let longest = read(&self.clients)
+            .values()
+            .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
+            .max()
+            .unwrap_or(3600)
+            .max(3600);
+        let keep_until = now.saturating_add(i64::try_from(longest).unwrap_or(i64::MAX));
+        self.store
+            .revoke_issued_until(
+                &self.settings.issuer,
+                tollgate_core::policy::Principal::Client(client_id),
+                now,
+                keep_until,
+            )
+            .await
+    }
+
     /// Adds or replaces a client.
     pub fn put_client(&self, client: Client) {
         write(&self.clients).insert(client.id.clone(), client);
