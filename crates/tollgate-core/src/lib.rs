@@ -61,3 +61,41 @@ pub use scope::ScopeRequirement;
 
 #[doc(hidden)]
 pub use http as __http;
+
+/// Entry points for the fuzz targets (`fuzz/`), built only with
+/// `--cfg fuzzing`: the private readers, each with the answer it must give.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    /// The fast payload reader and the serde reader agree on `bytes`: when
+    /// the fast one answers, the serde one gives the same registered claims
+    /// and member names. Panics on a disagreement.
+    pub fn payload(bytes: &[u8]) {
+        let serde = crate::payload::Payload::parse_serde(bytes, false, true);
+        if let Some(fast) = crate::payload::fast_read(bytes) {
+            let serde = serde.expect("the fast reader accepted what serde refuses");
+            assert_eq!(fast.reg, serde.reg, "registered claims differ");
+            assert_eq!(fast.iss, serde.iss, "iss differs");
+            let names = |p: &crate::payload::Payload<'_>| {
+                let mut v: Vec<String> = p.members.iter().map(|(n, _)| n.to_string()).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(names(&fast), names(&serde), "member names differ");
+        }
+        // Application claims read from any payload never panic.
+        if let Ok(p) = crate::payload::Payload::parse_serde(bytes, true, true) {
+            let _ = p.claims::<std::collections::HashMap<String, serde_json::Value>>();
+        }
+    }
+
+    /// The JOSE header reader on decoded header bytes.
+    pub fn header(bytes: &[u8]) {
+        let _ = crate::jws::parse_header(bytes);
+    }
+
+    /// The address claim reader on raw JSON.
+    pub fn ip_claim(raw: &str) {
+        let _ = crate::net::parse_claim(raw, "ip");
+    }
+}

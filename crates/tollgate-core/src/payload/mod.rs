@@ -8,6 +8,12 @@
 mod fast;
 mod typed;
 
+/// The fast reader alone (for the differential fuzz target).
+#[cfg(fuzzing)]
+pub(crate) fn fast_read(bytes: &[u8]) -> Option<Payload<'_>> {
+    fast::read(bytes, true)
+}
+
 use std::borrow::Cow;
 use std::fmt;
 
