@@ -55,8 +55,8 @@ impl<'p> Reader<'p> {
         Some(s)
     }
 
-    /// A JSON integer: `Value::Int` when it fits i64, `Value::Other` when it
-    /// does not; `None` for invalid syntax and for any fraction or exponent.
+    /// A JSON integer that fits i64; `None` for invalid syntax and for any
+    /// other number (left to the serde reader).
     fn number(&mut self) -> Option<Value<'p>> {
         let start = self.i;
         self.eat(b'-');
@@ -82,17 +82,16 @@ impl<'p> Reader<'p> {
             }
             self.digits()?;
         }
-        // A fraction or an exponent is the serde reader's to judge: it
-        // refuses what does not fit an f64 (`1E400`), which this reader
-        // cannot tell from a valid number (found by the `payload` fuzz target).
+        // Only an integer that fits i64 is this reader's: a fraction, an
+        // exponent or a longer integer is the serde reader's to judge, since
+        // it refuses what does not fit an f64 (`1E400`, 400 digits), which
+        // this reader cannot tell from a valid number (both found by the
+        // `payload` fuzz target).
         if !integer {
             return None;
         }
         let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
-        Some(match text.parse().ok() {
-            Some(n) => Value::Int(n),
-            None => Value::Other,
-        })
+        text.parse().ok().map(Value::Int)
     }
 
     fn digits(&mut self) -> Option<()> {
@@ -415,6 +414,7 @@ mod tests {
             // range, which serde refuses.
             b"{\"iss\":6666660E66666633\t\t}",
             br#"{"x":1e400}"#,
+            format!("{{\"iss\":{}}}", "1".repeat(400)).as_bytes(),
         ] {
             assert!(read(p, true).is_none(), "{}", String::from_utf8_lossy(p));
         }
