@@ -198,7 +198,7 @@ impl Gate {
             },
         });
         match step {
-            Ok(Ok(verified)) => self.admit(span, req, verified),
+            Ok(Ok(verified)) => self.admit(span, req, verified).into(),
             Ok(Err(e)) => self.rejected(&span, e).into(),
             Err(_fetch) => {
                 // Keys must be fetched: wait, holding what the policies need.
@@ -212,13 +212,12 @@ impl Gate {
                         .verify(&token)
                         .instrument(span.clone())
                         .await;
-                    let decision = match result {
-                        Ok(verified) => gate.admit(span.clone(), &facts, verified),
-                        Err(e) => return gate.rejected(&span, e),
-                    };
-                    match decision {
-                        Decision::Pending(f) => f.await,
-                        other => Verdict::from_decision(other),
+                    match result {
+                        Ok(verified) => match gate.admit(span.clone(), &facts, verified) {
+                            Admit::Now(verdict) => verdict,
+                            Admit::Later(store) => store.await,
+                        },
+                        Err(e) => gate.rejected(&span, e),
                     }
                 };
                 Decision::Pending(Box::pin(later))
@@ -228,10 +227,10 @@ impl Gate {
 
     /// Runs the policies (address binding, revocation, credits) for a
     /// verified token.
-    fn admit<R: RequestView>(&self, span: Span, req: &R, token: Arc<Verified>) -> Decision {
+    fn admit<R: RequestView>(&self, span: Span, req: &R, token: Arc<Verified>) -> Admit {
         let Some(policies) = self.config.auth.policies() else {
             observe::accepted(&span, &token);
-            return Decision::Accepted(Admitted { token, meter: None });
+            return Admit::Now(Verdict::Accepted(Admitted { token, meter: None }));
         };
         let client = if policies.needs_client_address(&*token) {
             match req.peer() {
@@ -241,7 +240,7 @@ impl Gate {
                     req.header_values(X_FORWARDED_FOR),
                 ) {
                     Ok(ip) => Some(ip),
-                    Err(e) => return self.rejected(&span, e).into(),
+                    Err(e) => return Admit::Now(self.rejected(&span, e)),
                 },
                 None => None,
             }
@@ -254,10 +253,10 @@ impl Gate {
             query: req.query(),
         };
         match policies.admit(token.clone(), client, &request) {
-            Admission::Ready(decided) => self.conclude(&span, token, decided).into_decision(),
+            Admission::Ready(decided) => Admit::Now(self.conclude(&span, token, decided)),
             Admission::Pending(store) => {
                 let gate = self.clone();
-                Decision::Pending(Box::pin(async move {
+                Admit::Later(Box::pin(async move {
                     let decided = store.instrument(span.clone()).await;
                     gate.conclude(&span, token, decided)
                 }))
@@ -333,16 +332,20 @@ impl Verdict {
             Verdict::Rejected(r) => Decision::Rejected(r),
         }
     }
+}
 
-    fn from_decision(d: Decision) -> Verdict {
-        match d {
-            Decision::Accepted(a) => Verdict::Accepted(a),
-            Decision::Rejected(r) => Verdict::Rejected(r),
-            // After verification the gate answers only these two.
-            other => Verdict::Rejected(Rejection::inner(
-                Error::Config(format!("unexpected gate decision {other:?}")),
-                None,
-            )),
+/// The policies' answer for a verified token: now, or once the store
+/// replies. Only these two can follow a verification.
+enum Admit {
+    Now(Verdict),
+    Later(PendingVerdict),
+}
+
+impl From<Admit> for Decision {
+    fn from(a: Admit) -> Decision {
+        match a {
+            Admit::Now(v) => v.into_decision(),
+            Admit::Later(f) => Decision::Pending(f),
         }
     }
 }

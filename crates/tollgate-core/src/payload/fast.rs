@@ -242,6 +242,30 @@ pub(crate) fn read(bytes: &[u8], keep_names: bool) -> Option<Payload<'_>> {
     (r.i == bytes.len()).then_some(Payload { iss, reg, members })
 }
 
+/// The differential check: when this reader answers for `bytes`, the serde
+/// reader accepts them too and reads the same `iss`, registered claims and
+/// member names. Panics on a disagreement; returns whether this reader
+/// answered. Used by the tests and by the `payload` fuzz target.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn agrees_with_serde(bytes: &[u8]) -> bool {
+    let Some(fast) = read(bytes, true) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(bytes);
+    let slow = Payload::parse_serde(bytes, false, true)
+        .unwrap_or_else(|e| panic!("fast reader accepted what serde refuses ({e}): {text}"));
+    assert_eq!(fast.iss, slow.iss, "{text}");
+    assert_eq!(fast.reg, slow.reg, "{text}");
+    let names = |p: &Payload<'_>| {
+        p.members
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&fast), names(&slow), "{text}");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,26 +379,7 @@ mod tests {
     }
 
     fn check(bytes: &[u8]) -> bool {
-        let Some(fast) = read(bytes, true) else {
-            return false;
-        };
-        let slow = Payload::parse_serde(bytes, false, true).unwrap_or_else(|e| {
-            panic!(
-                "fast reader accepted what serde refuses ({e}): {}",
-                String::from_utf8_lossy(bytes)
-            )
-        });
-        let text = String::from_utf8_lossy(bytes);
-        assert_eq!(fast.iss, slow.iss, "{text}");
-        assert_eq!(fast.reg, slow.reg, "{text}");
-        let names = |p: &Payload<'_>| {
-            p.members
-                .iter()
-                .map(|(n, _)| n.to_string())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(&fast), names(&slow), "{text}");
-        true
+        agrees_with_serde(bytes)
     }
 
     #[test]

@@ -5,14 +5,8 @@
 //!
 //! Private: what users see of a payload is [`Verified`](crate::Verified).
 
-mod fast;
+pub(crate) mod fast;
 mod typed;
-
-/// The fast reader alone (for the differential fuzz target).
-#[cfg(fuzzing)]
-pub(crate) fn fast_read(bytes: &[u8]) -> Option<Payload<'_>> {
-    fast::read(bytes, true)
-}
 
 use std::borrow::Cow;
 use std::fmt;
