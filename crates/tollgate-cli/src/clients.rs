@@ -19,6 +19,7 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
             lifetime,
             max_credits,
         } => {
+            tollgate_issuer::check_client_id(&id).map_err(Failure::Usage)?;
             let config = load(&common)?;
             let mut all = read_clients(&config)?;
             if all.iter().any(|c| c.id == id) {

@@ -368,6 +368,12 @@ fn keys_clients_mint_and_inspect() {
     let secret = secret_line.split_whitespace().nth(1).unwrap();
     let (_, listed, _) = run(&dir, &["clients", "list"]);
     assert!(listed.contains("billing") && !listed.contains(secret));
+    // A `:` would make `client:user` subjects ambiguous.
+    let (code, _, err) = run(&dir, &["clients", "add", "bill:ing", "--audience", "a"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`:`"), "{err}");
+    let (_, listed, _) = run(&dir, &["clients", "list"]);
+    assert!(!listed.contains("bill:ing"), "{listed}");
 
     let (code, token, err) = run(
         &dir,

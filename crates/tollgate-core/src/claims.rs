@@ -71,6 +71,23 @@ impl Verified {
     pub fn subject(&self) -> Option<&str> {
         self.reg.sub.as_deref()
     }
+    /// The end user a client's token speaks for: the part of `sub` after
+    /// `client_id:`, as Tollgate's token server writes a restricted token
+    /// for a user (`sub` = `client_id:user`). `None` when `sub` is the
+    /// client itself or does not start with the token's `client_id`.
+    ///
+    /// ```
+    /// # fn f(token: &tollgate_core::Verified) {
+    /// match token.end_user() {
+    ///     Some(user) => println!("{} for its user {user}", token.client_id().unwrap_or("?")),
+    ///     None => println!("the client itself"),
+    /// }
+    /// # }
+    /// ```
+    pub fn end_user(&self) -> Option<&str> {
+        let client = self.client_id()?;
+        self.subject()?.strip_prefix(client)?.strip_prefix(':')
+    }
     /// `aud`, as a list (a single string becomes one element).
     pub fn audiences(&self) -> &[String] {
         self.reg.audiences()

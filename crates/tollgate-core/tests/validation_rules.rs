@@ -95,6 +95,23 @@ fn a_good_token_passes_with_its_registered_claims() {
 }
 
 #[test]
+fn end_user_is_the_subject_under_its_client() {
+    let user = |sub: &str, client: Option<&str>| {
+        let mut c = json!({"sub": sub});
+        if let Some(client) = client {
+            c["client_id"] = json!(client);
+        }
+        verify(&token(c)).unwrap().end_user().map(str::to_owned)
+    };
+    assert_eq!(user("app:alice", Some("app")).as_deref(), Some("alice"));
+    assert_eq!(user("app:b:c", Some("app")).as_deref(), Some("b:c"));
+    assert_eq!(user("app", Some("app")), None, "the client itself");
+    assert_eq!(user("other:alice", Some("app")), None);
+    assert_eq!(user("appx:alice", Some("app")), None);
+    assert_eq!(user("app:alice", None), None, "no client_id");
+}
+
+#[test]
 fn alg_none_is_refused() {
     let header = json!({"alg": "none"}).to_string();
     let t = signer().sign_raw(&header, &good_claims(ISS).to_string());

@@ -46,6 +46,36 @@ fn default_max_credits() -> u64 {
     1000
 }
 
+/// The longest `client_id` accepted, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Checks a `client_id`: 1 to [`MAX_CLIENT_ID_LEN`] bytes without control
+/// characters or `:`. The colon separates the client from its end
+/// user in a restricted token's `sub` (`client:user`), so no client id may
+/// contain one and every subject names exactly one client.
+///
+/// # Errors
+///
+/// What is wrong with the id, for the operator.
+pub fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN {
+        return Err(format!("a client id has 1 to {MAX_CLIENT_ID_LEN} bytes"));
+    }
+    if id.contains(':') {
+        return Err(format!(
+            "client id `{}` contains `:`, which separates a client from its end users in `sub`",
+            id.escape_default()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!(
+            "client id `{}` contains a control character",
+            id.escape_default()
+        ));
+    }
+    Ok(())
+}
+
 impl Client {
     /// A client with a fresh random secret (returned once, never stored).
     pub fn generate(

@@ -47,7 +47,10 @@ mod mint;
 mod server;
 mod support;
 
-pub use clients::{Client, hash_secret, is_valid_hash, new_secret, verify_secret};
+pub use clients::{
+    Client, MAX_CLIENT_ID_LEN, check_client_id, hash_secret, is_valid_hash, new_secret,
+    verify_secret,
+};
 pub use error::{CLIENT_CHALLENGE, ErrorCode, OAuthError};
 pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
 pub use mint::{MintRequest, Minted};

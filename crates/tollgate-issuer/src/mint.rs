@@ -22,7 +22,8 @@ pub struct MintRequest {
     pub audience: Option<String>,
     /// Lifetime in seconds (default: the client's token lifetime).
     pub lifetime: Option<u64>,
-    /// `sub` (default: the client id); never another client's id.
+    /// The end user (default: none, `sub` is the client id). The token's
+    /// `sub` is `client_id:user`, so it names this client's user only.
     pub subject: Option<String>,
     /// Credit allowance, at most the client's `max_credits` (restricted
     /// tokens: default `max_credits`, so they are always metered).
@@ -125,12 +126,14 @@ impl TokenServer {
         } else {
             req.credits
         };
-        if let Some(sub) = &req.subject
-            && *sub != client.id
-            && read(&self.clients).contains_key(sub)
-        {
-            return Err(OAuthError::invalid_request("`sub` names another client"));
-        }
+        // An end user's subject carries its client (`client:user`; no client
+        // id holds a `:`), so client A cannot speak for B's users and a
+        // subject watermark for B's user leaves A's tokens alone.
+        let subject = match req.subject.as_deref() {
+            None => client.id.clone(),
+            Some(s) if s == client.id => client.id.clone(),
+            Some(user) => format!("{}:{user}", client.id),
+        };
         let ip = match &req.ip {
             None => None,
             Some(list) if list.is_empty() => {
@@ -159,7 +162,7 @@ impl TokenServer {
         let jti = random_id(16);
         let claims = AccessClaims {
             iss: &self.settings.issuer,
-            sub: req.subject.as_deref().unwrap_or(&client.id),
+            sub: &subject,
             aud: &audience,
             client_id: &client.id,
             scope,
@@ -205,7 +208,8 @@ mod tests {
 
     use super::*;
     use crate::server::tests::server;
-    use axum::http::StatusCode;
+    use crate::{KeyRing, Settings};
+    use std::sync::Arc;
 
     fn claims(token: &str) -> Value {
         let payload = token.split('.').nth(1).unwrap();
@@ -267,27 +271,48 @@ mod tests {
     }
 
     #[test]
-    fn sub_never_names_another_client() {
+    fn an_end_users_subject_names_its_client() {
         let (a, _) = Client::generate("a", vec!["api".into()], vec![]);
         let (b, _) = Client::generate("b", vec!["api".into()], vec![]);
-        let server = server(vec![a.clone(), b]);
+        let server = server(vec![a.clone(), b.clone()]);
         let with_sub = |sub: &str| MintRequest {
             subject: Some(sub.into()),
             restricted: true,
             ..MintRequest::default()
         };
-        let e = server.mint(&a, &with_sub("b")).unwrap_err();
-        assert_eq!(
-            (e.code, e.status()),
-            (ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST)
+        let sub = |c: &Client, user: &str| {
+            claims(&server.mint(c, &with_sub(user)).unwrap().token)["sub"].clone()
+        };
+        assert_eq!(sub(&a, "user-9"), "a:user-9");
+        assert_eq!(sub(&b, "user-9"), "b:user-9");
+        // Another client's id is just a user name under this client.
+        assert_eq!(sub(&a, "b"), "a:b");
+        assert_eq!(sub(&a, "b:user-9"), "a:b:user-9");
+        // The client itself.
+        assert_eq!(sub(&a, "a"), "a");
+    }
+
+    #[test]
+    fn client_ids_cannot_make_a_subject_ambiguous() {
+        for bad in ["", "a:b", "a\nb", &"x".repeat(129)] {
+            let (c, _) = Client::generate(bad, vec!["api".into()], vec![]);
+            let e = TokenServer::new(
+                Settings::new("https://issuer.example"),
+                KeyRing::ephemeral(tollgate_core::Algorithm::ES256).unwrap(),
+                vec![c],
+                Arc::new(tollgate_core::policy::MemoryStore::new()),
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(matches!(e, tollgate_core::ConfigError::Invalid(_)), "{e}");
+        }
+        let (c, _) = Client::generate("a", vec!["api".into()], vec![]);
+        let twice = TokenServer::new(
+            Settings::new("https://issuer.example"),
+            KeyRing::ephemeral(tollgate_core::Algorithm::ES256).unwrap(),
+            vec![c.clone(), c],
+            Arc::new(tollgate_core::policy::MemoryStore::new()),
         );
-        assert_eq!(
-            claims(&server.mint(&a, &with_sub("a")).unwrap().token)["sub"],
-            "a"
-        );
-        assert_eq!(
-            claims(&server.mint(&a, &with_sub("user-9")).unwrap().token)["sub"],
-            "user-9"
-        );
+        assert!(twice.is_err());
     }
 }

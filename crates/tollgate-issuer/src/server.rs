@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use tollgate_core::policy::{Credits, IpBinding, Policies, Store};
 use tollgate_core::{Authenticator, TrustedIssuer};
 
-use crate::clients::{Client, hash_secret, new_secret, verify_secret};
+use crate::clients::{Client, check_client_id, hash_secret, new_secret, verify_secret};
 use crate::endpoint;
 use crate::keys::{KeyError, KeyRing};
 
@@ -88,8 +88,7 @@ impl TokenServer {
         clients: Vec<Client>,
         store: Arc<dyn Store>,
     ) -> Result<Arc<TokenServer>, tollgate_core::ConfigError> {
-        let clients: HashMap<String, Client> =
-            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let clients = index_clients(clients)?;
         let verifier = build_verifier(&settings, &ring, &clients, &store)?;
         Ok(Arc::new(TokenServer {
             settings,
@@ -180,8 +179,7 @@ impl TokenServer {
     pub fn replace_clients(&self, clients: Vec<Client>) -> Result<(), tollgate_core::ConfigError> {
         let ring = read(&self.ring);
         let mut current = write(&self.clients);
-        let clients: HashMap<String, Client> =
-            clients.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let clients = index_clients(clients)?;
         let verifier = build_verifier(&self.settings, &ring, &clients, &self.store)?;
         *current = clients;
         *write(&self.verifier) = verifier;
@@ -218,9 +216,16 @@ impl TokenServer {
     }
 
     /// Adds or replaces a client.
-    pub fn put_client(&self, client: Client) {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`](tollgate_core::ConfigError::Invalid) when its
+    /// id fails [`check_client_id`].
+    pub fn put_client(&self, client: Client) -> Result<(), tollgate_core::ConfigError> {
+        check_client_id(&client.id).map_err(tollgate_core::ConfigError::Invalid)?;
         write(&self.clients).insert(client.id.clone(), client);
         self.rebuild_verifier();
+        Ok(())
     }
 
     fn rebuild_verifier(&self) {
@@ -266,6 +271,24 @@ impl TokenServer {
         }
         Ok(verified)
     }
+}
+
+/// The clients by id; an invalid or repeated id is refused.
+fn index_clients(
+    clients: Vec<Client>,
+) -> Result<HashMap<String, Client>, tollgate_core::ConfigError> {
+    let mut by_id = HashMap::with_capacity(clients.len());
+    for c in clients {
+        check_client_id(&c.id).map_err(tollgate_core::ConfigError::Invalid)?;
+        if by_id.contains_key(&c.id) {
+            return Err(tollgate_core::ConfigError::Invalid(format!(
+                "client `{}` is registered twice",
+                c.id
+            )));
+        }
+        by_id.insert(c.id.clone(), c);
+    }
+    Ok(by_id)
 }
 
 fn build_verifier(
