@@ -2,12 +2,12 @@
 # Fuzz Tollgate's parsers with libFuzzer on stable Rust.
 # Usage: scripts/fuzz.sh TARGET [libFuzzer options...]
 #        scripts/fuzz.sh all -runs=20000      (each target briefly, as CI does)
-# Targets: extract jose_header payload jwks addresses token_endpoints.
+# Targets: extract jose_header payload jwks addresses token_endpoints config.
 # The seed corpora live in fuzz/corpus/<target>; new finds go to a scratch
 # directory, crashes to fuzz/artifacts/<target>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS=(extract jose_header payload jwks addresses token_endpoints)
+TARGETS=(extract jose_header payload jwks addresses token_endpoints config)
 # libfuzzer-sys compiles libFuzzer (C++).
 if ! command -v c++ >/dev/null 2>&1; then
     SUDO=""

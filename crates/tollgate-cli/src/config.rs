@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tollgate_core::Algorithm;
-use tollgate_issuer::{Client, is_valid_hash};
+use tollgate_issuer::{Client, check_client_id, is_valid_hash};
 
 /// The whole file. Every section and key is optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -116,10 +116,14 @@ impl Config {
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-        let config: Config = toml::from_str(&text).map_err(|e| {
-            ConfigError(format!("{}: {}", path.display(), one_line(&e.to_string())))
-        })?;
-        config.check(&path.display().to_string())?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks the text of a configuration file named `file`.
+    pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("{file}: {}", one_line(&e.to_string()))))?;
+        config.check(file)?;
         Ok(config)
     }
 
@@ -151,9 +155,7 @@ impl Config {
         }
         for (i, c) in self.clients.iter().enumerate() {
             let key = |k: &str| format!("clients[{i}].{k}");
-            if c.id.is_empty() {
-                return Err(err(&key("id"), "must not be empty".into()));
-            }
+            check_client_id(&c.id).map_err(|reason| err(&key("id"), reason))?;
             if !is_valid_hash(&c.secret_hash) {
                 return Err(err(
                     &key("secret_hash"),
