@@ -638,6 +638,20 @@ async fn jwks_and_discovery() {
     // No authorization endpoint, so no response type (not the implicit
     // flow's `token`).
     assert_eq!(meta["response_types_supported"], json!([]));
+    // Two ES256 keys, one algorithm.
+    assert_eq!(
+        meta["access_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    // The restricted-token endpoint and every parameter it takes.
+    assert_eq!(
+        meta["tollgate_restricted_token_endpoint"],
+        format!("{}/connect/jwt", s.issuer)
+    );
+    assert_eq!(
+        meta["tollgate_restricted_token_parameters_supported"],
+        json!(["ip", "scope", "audience", "lifetime", "sub", "credits"])
+    );
     // A Tollgate API configured by discovery alone works.
     let auth: Authenticator = Authenticator::builder()
         .issuer(

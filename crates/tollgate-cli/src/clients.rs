@@ -7,7 +7,8 @@ use crate::args::ClientsCommand;
 use tollgate_issuer::Client;
 
 use crate::config::Config;
-use crate::{load, read_clients, runtime, write_clients};
+use crate::output::{outln, reload_hint};
+use crate::{load_existing, read_clients, runtime, write_clients};
 
 pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
     match cmd {
@@ -20,9 +21,12 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
             max_credits,
         } => {
             tollgate_issuer::check_client_id(&id).map_err(Failure::Usage)?;
-            let config = load(&common)?;
+            if let Some(a) = audiences.iter().find(|a| a.trim().is_empty()) {
+                return Err(Failure::Usage(format!("audience `{a}` is empty")));
+            }
+            let config = load_existing(&common)?;
             let mut all = read_clients(&config)?;
-            if all.iter().any(|c| c.id == id) {
+            if all.iter().chain(&config.clients).any(|c| c.id == id) {
                 return Err(Failure::Usage(format!("client `{id}` exists")));
             }
             let (mut client, secret) = Client::generate(id.clone(), audiences, scopes);
@@ -30,16 +34,25 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
             client.max_credits = max_credits;
             all.push(client);
             write_clients(&config, &all)?;
-            println!("client_id:     {id}");
-            println!("client_secret: {secret}");
-            println!("(the secret is shown once; only its hash is stored)");
+            outln!("client_id:     {id}");
+            outln!("client_secret: {secret}");
+            outln!("(the secret is shown once; only its hash is stored)");
+            eprintln!("note: {}", reload_hint(&config));
         }
-        ClientsCommand::List(common) => {
-            let config = load(&common)?;
+        ClientsCommand::List { common, json } => {
+            let config = load_existing(&common)?;
             let mut all = read_clients(&config)?;
             all.extend(config.clients.clone());
             for c in all {
-                println!(
+                if json {
+                    let mut v = serde_json::to_value(&c).map_err(runtime)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("secret_hash");
+                    }
+                    outln!("{v}");
+                    continue;
+                }
+                outln!(
                     "{}\taudiences={}\tscopes={}\tlifetime={}s\tmax_credits={}",
                     c.id,
                     c.audiences.join(","),
@@ -49,24 +62,61 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
                 );
             }
         }
+        ClientsCommand::Secret {
+            common,
+            id,
+            secret_only,
+        } => {
+            let config = load_existing(&common)?;
+            let mut all = read_clients(&config)?;
+            let Some(client) = all.iter_mut().find(|c| c.id == id) else {
+                return Err(Failure::Usage(
+                    if config.clients.iter().any(|c| c.id == id) {
+                        format!(
+                            "client `{id}` is defined in the configuration file; \
+                             set its `secret_hash` there"
+                        )
+                    } else {
+                        format!("no client `{id}` in {}", config.data_dir.display())
+                    },
+                ));
+            };
+            let secret = tollgate_issuer::new_secret();
+            client.secret_hash = tollgate_issuer::hash_secret(&secret);
+            write_clients(&config, &all)?;
+            if secret_only {
+                outln!("{secret}");
+            } else {
+                outln!("client_id:     {id}");
+                outln!("client_secret: {secret}");
+                outln!("(the secret is shown once; only its hash is stored)");
+            }
+            eprintln!(
+                "note: the old secret works until then; {}",
+                reload_hint(&config)
+            );
+        }
         ClientsCommand::Remove { common, id } => {
-            let config = load(&common)?;
+            let config = load_existing(&common)?;
             let mut all = read_clients(&config)?;
             let before = all.len();
             all.retain(|c| c.id != id);
             if all.len() == before {
                 return Err(Failure::Usage(format!(
-                    "no client `{id}` in the data directory"
+                    "no client `{id}` in {}",
+                    config.data_dir.display()
                 )));
             }
             write_clients(&config, &all)?;
             queue_client_revocation(&config, &id)?;
-            println!("removed {id}; its tokens are revoked when the server reloads (SIGHUP)");
+            outln!("removed {id}; its tokens are revoked when the server reloads");
+            eprintln!("note: {}", reload_hint(&config));
         }
         ClientsCommand::RevokeTokens { common, id } => {
-            let config = load(&common)?;
+            let config = load_existing(&common)?;
             queue_client_revocation(&config, &id)?;
-            println!("every token of {id} is revoked when the server reloads (SIGHUP)");
+            outln!("every token of {id} is revoked when the server reloads");
+            eprintln!("note: {}", reload_hint(&config));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,11 @@ pub(crate) struct Config {
     pub clients: Vec<Client>,
     /// The metered demo API.
     pub demo: DemoConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+    /// Where `data_dir` came from, for messages (not read from the file).
+    #[serde(skip)]
+    pub data_dir_origin: String,
 }
 
 /// `[keys]`.
@@ -59,6 +64,15 @@ pub(crate) struct DemoConfig {
     pub cost: u64,
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format) on this address, a
+    /// listener of its own; off when unset.
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -69,6 +83,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             clients: Vec::new(),
             demo: DemoConfig::default(),
+            metrics: MetricsConfig::default(),
+            data_dir_origin: "the default, ./tollgate-data".to_owned(),
         }
     }
 }

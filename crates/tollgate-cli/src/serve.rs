@@ -127,7 +127,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     check_publishable(&config, &ring)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
+        .map_err(|e| cannot_listen(&config, &e))?;
     let addr = listener.local_addr().map_err(runtime)?;
     // Port 0 picks a free port; the issuer URL follows the real one.
     let issuer_url = config
@@ -149,6 +149,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     }
     let mut clients = stored;
     clients.extend(config.clients.clone());
+    let dev_client = clients.iter().any(|c| c.id == "dev");
     let store = open_store(&config).await?;
     let server = TokenServer::new(
         Settings::new(issuer_url.clone()),
@@ -200,9 +201,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
                     format!("hello {}\n", c.subject().unwrap_or("anonymous"))
                 }),
             )
-            .layer(AuthLayer::new(auth).realm("tollgate-demo"));
+            // Routes only: a path nothing serves stays a 404.
+            .route_layer(AuthLayer::new(auth).realm("tollgate-demo"));
         app = app.merge(demo);
     }
+    let app = app
+        .merge(crate::ops::health(store.clone(), issuer_url.clone()))
+        .fallback(crate::ops::not_found);
+    let metrics = match config.metrics.listen {
+        Some(listen) => Some(crate::ops::serve_metrics(listen).await?),
+        None => None,
+    };
 
     // Before the banner: once it is out, a SIGHUP must not end the process.
     #[cfg(unix)]
@@ -222,7 +231,20 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         });
     }
 
-    print_walkthrough(&issuer_url, new_secret.as_deref(), config.demo.enabled);
+    let pid_file = crate::output::pid_file(&config);
+    if let Err(e) =
+        tollgate_issuer::write_private(&pid_file, std::process::id().to_string().as_bytes())
+    {
+        tracing::warn!(error = %e, "pid file not written");
+    }
+    print_walkthrough(&Walkthrough {
+        issuer: &issuer_url,
+        secret: new_secret.as_deref(),
+        demo: config.demo.enabled,
+        dev_client,
+        data_dir: &config.data_dir,
+        metrics,
+    });
     tracing::info!(%addr, issuer = %issuer_url, data_dir = %config.data_dir.display(), "tollgate serving");
     axum::serve(
         listener,
@@ -231,6 +253,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     .with_graceful_shutdown(shutdown())
     .await
     .map_err(runtime)?;
+    let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     Ok(())
 }
@@ -257,11 +280,46 @@ async fn shutdown() {
     tracing::info!("shutting down");
 }
 
-fn print_walkthrough(issuer: &str, secret: Option<&str>, demo: bool) {
-    let secret_shown = secret.unwrap_or("$TOLLGATE_SECRET");
+/// Why `serve` could not listen, and what to do about it.
+fn cannot_listen(config: &Config, e: &std::io::Error) -> Failure {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            " (another `tollgate serve`? choose a free port with --listen, e.g. --listen {}; \
+             without `issuer` in the configuration the issuer URL follows the address, \
+             so tokens minted for the old one stop validating)",
+            config.listen.port().wrapping_add(1)
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges; choose another with --listen)".to_owned()
+        }
+        _ => String::new(),
+    };
+    Failure::Runtime(format!("cannot listen on {}: {e}{hint}", config.listen))
+}
+
+/// What the banner prints.
+struct Walkthrough<'a> {
+    issuer: &'a str,
+    /// The development client's secret, on the start that created it.
+    secret: Option<&'a str>,
+    demo: bool,
+    /// The development client exists.
+    dev_client: bool,
+    data_dir: &'a std::path::Path,
+    metrics: Option<SocketAddr>,
+}
+
+/// The banner: a walkthrough that works on every start. On the first start
+/// the development client's secret is in it; later it shows how to issue a
+/// new one, since the old one was shown once and only its hash is kept.
+fn print_walkthrough(w: &Walkthrough<'_>) {
+    let issuer = w.issuer;
     let mut out: Vec<String> = Vec::new();
     out.push(format!("Tollgate is serving {issuer}"));
-    if let Some(s) = secret {
+    if let Some(m) = w.metrics {
+        out.push(format!("Prometheus metrics: http://{m}/metrics"));
+    }
+    if let Some(s) = w.secret {
         out.push(String::new());
         out.push("A development client was created. Its secret is shown this once:".to_string());
         out.push("  client_id:     dev".to_string());
@@ -269,11 +327,33 @@ fn print_walkthrough(issuer: &str, secret: Option<&str>, demo: bool) {
     }
     out.push(String::new());
     out.push("Try it:".to_string());
-    out.push(format!("  export SECRET='{secret_shown}'"));
+    match (w.secret, w.dev_client) {
+        (Some(s), _) => out.push(format!("  export SECRET='{s}'")),
+        (None, true) => {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "tollgate".to_owned());
+            let dir = std::path::absolute(w.data_dir)
+                .unwrap_or_else(|_| w.data_dir.to_owned());
+            out.push(
+                "  # the dev secret was shown at the first start; a new one (the old one then stops working):"
+                    .to_string(),
+            );
+            out.push(format!(
+                "  export SECRET=$('{exe}' clients secret dev --secret-only --data-dir '{}') && kill -HUP {}",
+                dir.display(),
+                std::process::id()
+            ));
+        }
+        (None, false) => out.push(
+            "  # add a client first: tollgate clients add NAME --audience tollgate-demo, then kill -HUP"
+                .to_string(),
+        ),
+    }
     out.push(format!(
         "  curl -s -u dev:$SECRET -d grant_type=client_credentials {issuer}/connect/token"
     ));
-    if demo {
+    if w.demo {
         out.push("  # a token worth 3 credits for an end user, bound to 127.0.0.1:".to_string());
         out.push(format!(
             "  TOKEN=$(curl -s -u dev:$SECRET -d credits=3 -d lifetime=600 -d ip=127.0.0.1 {issuer}/connect/jwt | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"

@@ -4,81 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("tollgate-cli-{name}-{nanos:x}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    secret: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `tollgate serve` in `dir` on a free port and reads its banner.
-fn serve(dir: &PathBuf) -> Server {
-    serve_on(dir, "127.0.0.1:0")
-}
-
-fn serve_on(dir: &PathBuf, listen: &str) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", listen])
-        .current_dir(dir)
-        .env("TOLLGATE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining: a closed pipe would fail the server's next print.
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let mut url = None;
-    let mut secret = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed its banner");
-        if let Some(u) = line.strip_prefix("Tollgate is serving ") {
-            url = Some(u.trim().to_owned());
-        }
-        if let Some(s) = line.trim().strip_prefix("client_secret: ") {
-            secret = Some(s.trim().to_owned());
-        }
-        if line.starts_with("Try it:") {
-            break;
-        }
-    }
-    Server {
-        child,
-        url: url.unwrap(),
-        secret,
-    }
-}
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_defaults_walkthrough() {
@@ -224,31 +156,6 @@ async fn serve_on_defaults_walkthrough() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-trait FormBody {
-    fn form_urlencoded(self, body: &str) -> Self;
-}
-
-impl FormBody for reqwest::RequestBuilder {
-    fn form_urlencoded(self, body: &str) -> Self {
-        self.header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned())
-    }
-}
-
-fn run(dir: &PathBuf, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("TOLLGATE_LOG", "error")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn bad_configuration_names_file_key_and_reason() {
     let dir = temp_dir("config");
@@ -287,9 +194,19 @@ fn bad_configuration_names_file_key_and_reason() {
     }
     // The refused HS256 configuration generated no key.
     assert!(!dir.join("tollgate-data/keys").exists());
+    // Found in the working directory without --config, it is read too.
+    let (code, _, err) = run(&dir, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("tollgate.toml") && err.contains("HS256"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("tollgate.toml")).unwrap();
     // HS256 stays available to `token mint`.
     std::fs::write(dir.join("hs.toml"), "[keys]\nalgorithm = \"HS256\"\n").unwrap();
     let hs = ["--config", "hs.toml", "--data-dir", "hsdata"];
+    let (code, _, err) = run(&dir, &[&["keys", "generate"][..], &hs[..]].concat());
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(
         &dir,
         &[
@@ -331,7 +248,7 @@ fn bad_configuration_names_file_key_and_reason() {
             "--config",
             example.to_str().unwrap(),
             "--data-dir",
-            "data",
+            "hsdata",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -461,28 +378,6 @@ fn keys_clients_mint_and_inspect() {
     let (code, _, _) = run(&dir, &["clients", "remove", "billing"]);
     assert_eq!(code, 0);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn client_credentials(url: &str, id: &str, secret: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/connect/token"))
-        .basic_auth(id, Some(secret))
-        .form_urlencoded("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{id}");
-    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-fn kid_of(token: &str) -> String {
-    use base64::Engine as _;
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.split('.').next().unwrap())
-        .unwrap();
-    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,7 +232,7 @@ impl RemoteKeys {
             Err(e) => {
                 // Whether the kid is real cannot be told without the endpoint:
                 // temporarily unavailable, not invalid.
-                tracing::warn!(issuer = %self.issuer, error = %e, "fetching keys failed");
+                tracing::warn!(issuer = %self.issuer, error = %with_causes(&e), "fetching keys failed");
                 Err(Error::KeysUnavailable)
             }
         }
@@ -465,10 +465,31 @@ impl RemoteKeys {
     }
 }
 
+/// reqwest's text without the URL (the message names it already); the
+/// reason is in its sources, kept as the error's cause.
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "");
+        s = s
+            .replace(&format!(" for url ({u})"), "")
+            .replace(u.as_str(), "");
+    }
+    s
+}
+
+/// An error with its causes (`...: tcp connect error: Connection
+/// refused`), for a log line that must say why.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        // A wrapper often repeats its inner error's text.
+        let more = cause.to_string();
+        if !s.contains(&more) {
+            s.push_str(": ");
+            s.push_str(&more);
+        }
+        next = cause.source();
     }
     s
 }
@@ -603,7 +624,7 @@ async fn refresher(weak: Weak<RemoteKeys>, _alive: RefresherAlive) {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(issuer = %this.issuer, error = %e, "background key refresh failed");
+                    tracing::warn!(issuer = %this.issuer, error = %with_causes(&e), "background key refresh failed");
                 }
             }
         }

@@ -13,11 +13,14 @@ impl TokenServer {
     /// The RFC 8414 metadata document.
     pub fn metadata(&self) -> Value {
         let base = &self.settings.issuer;
-        let algs: Vec<&str> = read(&self.ring)
-            .keys()
-            .iter()
-            .map(|k| k.algorithm().as_str())
-            .collect();
+        // One entry per algorithm, however many keys use it.
+        let mut algs: Vec<&str> = Vec::new();
+        for k in read(&self.ring).keys() {
+            let alg = k.algorithm().as_str();
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
         json!({
             "issuer": base,
             "token_endpoint": format!("{base}/connect/token"),
@@ -32,6 +35,10 @@ impl TokenServer {
             // authorization endpoint, so it supports no response type.
             "response_types_supported": [],
             "access_token_signing_alg_values_supported": algs,
+            // Tollgate's own endpoint for restricted tokens (RFC 8414 §2
+            // allows further metadata): where, and what it takes.
+            "tollgate_restricted_token_endpoint": format!("{base}/connect/jwt"),
+            "tollgate_restricted_token_parameters_supported": crate::endpoint::restricted::PARAMS,
         })
     }
 }

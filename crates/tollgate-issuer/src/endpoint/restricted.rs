@@ -68,7 +68,7 @@ struct RestrictedParams {
 
 /// What `/connect/jwt` takes; anything else is refused, so a misspelt
 /// `subject` cannot silently mint a token for the client itself.
-const PARAMS: [&str; 6] = ["ip", "scope", "audience", "lifetime", "sub", "credits"];
+pub(crate) const PARAMS: [&str; 6] = ["ip", "scope", "audience", "lifetime", "sub", "credits"];
 
 /// Client credentials, accepted in a form body.
 const CREDENTIALS: [&str; 2] = ["client_id", "client_secret"];
