@@ -137,8 +137,9 @@ impl Config {
 
     /// Parses and checks the text of a configuration file named `file`.
     pub(crate) fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        // toml's own layout: the line, a caret under the value, the reason.
         let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("{file}: {}", one_line(&e.to_string()))))?;
+            .map_err(|e| ConfigError(format!("{file}: {}", e.to_string().trim_end())))?;
         config.check(file)?;
         Ok(config)
     }
@@ -211,12 +212,4 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
