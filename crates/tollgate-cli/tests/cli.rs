@@ -193,7 +193,10 @@ fn bad_configuration_names_file_key_and_reason() {
         }
         if text.starts_with("listen") {
             // toml's layout kept: the line, a caret under the value.
-            assert!(err.contains("1 | listen = \"nowhere\"") && err.contains('^'), "{err}");
+            assert!(
+                err.contains("1 | listen = \"nowhere\"") && err.contains('^'),
+                "{err}"
+            );
         }
     }
     // The refused HS256 configuration generated no key.

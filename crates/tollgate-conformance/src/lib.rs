@@ -17,7 +17,9 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tollgate_core::policy::{Consumed, Consumption, Principal, Store, TokenRef, Verdict};
+use tollgate_core::policy::{
+    Consumed, Consumption, Principal, RefreshGrant, Rotation, Store, TokenRef, Verdict,
+};
 
 pub mod jwt;
 pub mod redis_server;
@@ -322,6 +324,149 @@ pub async fn expiry(h: &Harness) {
     assert_eq!(s.spent(ISS, &live).await.expect("spent"), None);
 }
 
+fn grant(family: &str, expires_at: i64) -> RefreshGrant {
+    RefreshGrant {
+        family: family.to_owned(),
+        grant: format!(r#"{{"client":"client-1","credits":100,"family":"{family}"}}"#),
+        expires_at,
+    }
+}
+
+/// Rotation: a live refresh token rotates once; the new one is live and
+/// carries the same grant; the old one is spent, and presenting it again is
+/// a reuse that changes nothing; unknown and ended families are unknown.
+pub async fn refresh_rotation_and_reuse(h: &Harness) {
+    let s = &h.store;
+    let family = unique("family");
+    let g = grant(&family, now() + 3600);
+    let (first, second, third) = (unique("rt1"), unique("rt2"), unique("rt3"));
+    s.put_refresh(ISS, &first, &g).await.expect("put");
+    assert_eq!(
+        s.find_refresh(ISS, &first, now()).await.expect("find"),
+        Some((g.clone(), false))
+    );
+    assert_eq!(
+        s.rotate_refresh(ISS, &first, &second, now())
+            .await
+            .expect("rotate"),
+        Rotation::Rotated(g.clone())
+    );
+    assert_eq!(
+        s.find_refresh(ISS, &first, now()).await.expect("find"),
+        Some((g.clone(), true))
+    );
+    assert_eq!(
+        s.find_refresh(ISS, &second, now()).await.expect("find"),
+        Some((g.clone(), false))
+    );
+    // The first token again: a reuse; the chain is untouched.
+    assert_eq!(
+        s.rotate_refresh(ISS, &first, &third, now())
+            .await
+            .expect("reuse"),
+        Rotation::Reused(g.clone())
+    );
+    assert_eq!(
+        s.find_refresh(ISS, &third, now()).await.expect("find"),
+        None
+    );
+    assert_eq!(
+        s.find_refresh(ISS, &second, now()).await.expect("find"),
+        Some((g.clone(), false))
+    );
+    // Unknown tokens, other issuers.
+    assert_eq!(
+        s.rotate_refresh(ISS, &unique("never"), &unique("x"), now())
+            .await
+            .expect("rotate"),
+        Rotation::Unknown
+    );
+    assert_eq!(
+        s.rotate_refresh("https://other.issuer", &second, &unique("x"), now())
+            .await
+            .expect("rotate"),
+        Rotation::Unknown
+    );
+    // A family that has ended rotates no more.
+    let ended = grant(&unique("ended"), now() - 1);
+    let old = unique("rt-old");
+    s.put_refresh(ISS, &old, &ended).await.expect("put");
+    assert_eq!(
+        s.rotate_refresh(ISS, &old, &unique("x"), now())
+            .await
+            .expect("rotate"),
+        Rotation::Unknown
+    );
+    assert_eq!(s.find_refresh(ISS, &old, now()).await.expect("find"), None);
+}
+
+/// 32 tasks rotate one refresh token at once: exactly one wins, every other
+/// sees a reuse, and only the winner's new token is live.
+pub async fn refresh_rotation_race(h: &Harness) {
+    let family = unique("race");
+    let g = grant(&family, now() + 3600);
+    let old = unique("rt");
+    h.store.put_refresh(ISS, &old, &g).await.expect("put");
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (store, old, new) = (h.store.clone(), old.clone(), format!("{old}-next-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let r = store
+                .rotate_refresh(ISS, &old, &new, now())
+                .await
+                .expect("rotate");
+            (new, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (new, r) = t.await.expect("task");
+        match r {
+            Rotation::Rotated(got) => {
+                assert_eq!(got, g);
+                winners.push(new);
+            }
+            Rotation::Reused(got) => assert_eq!(got, g),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    for i in 0..32 {
+        let new = format!("{old}-next-{i}");
+        let found = h.store.find_refresh(ISS, &new, now()).await.expect("find");
+        assert_eq!(found.is_some(), winners.contains(&new), "{new}");
+    }
+}
+
+/// Refresh tokens of an ended family go on a purge; live ones stay.
+pub async fn refresh_expiry(h: &Harness) {
+    if !h.purges {
+        return;
+    }
+    let s = &h.store;
+    let (live, dead) = (unique("rt-live"), unique("rt-dead"));
+    s.put_refresh(ISS, &live, &grant(&unique("f"), now() + 3600))
+        .await
+        .expect("put");
+    s.put_refresh(ISS, &dead, &grant(&unique("f"), now() - 100_000))
+        .await
+        .expect("put");
+    s.purge_expired(now()).await.expect("purge");
+    assert!(
+        s.find_refresh(ISS, &live, now())
+            .await
+            .expect("find")
+            .is_some()
+    );
+    // Even asked as of long ago, the purged token is gone.
+    assert_eq!(
+        s.find_refresh(ISS, &dead, now() - 200_000)
+            .await
+            .expect("find"),
+        None
+    );
+}
+
 /// One test per case for a store. `$make` is an `async fn() -> Harness`.
 #[macro_export]
 macro_rules! store_conformance {
@@ -334,6 +479,9 @@ macro_rules! store_conformance {
             revocation_by_jti,
             revocation_by_watermark,
             expiry,
+            refresh_rotation_and_reuse,
+            refresh_rotation_race,
+            refresh_expiry,
         );
     };
     (@cases $make:ident; $($case:ident,)*) => {

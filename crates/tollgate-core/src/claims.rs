@@ -112,6 +112,17 @@ impl Verified {
     pub fn client_id(&self) -> Option<&str> {
         self.reg.client_id.as_deref()
     }
+    /// `sid`: the grant the token belongs to, if any. Tollgate's token
+    /// server puts every access token of one refresh-token family under
+    /// one `sid`; stores then count credits and revocations per grant, not
+    /// per token (see [`token_ref`](crate::policy::token_ref)).
+    pub fn grant_id(&self) -> Option<&str> {
+        self.reg.sid.as_deref()
+    }
+    /// `sid_exp`: when the grant ends (its last token expires by then).
+    pub fn grant_expires_at(&self) -> Option<i64> {
+        self.reg.sid_exp
+    }
     /// Scopes from `scope` (space-delimited string or array) and `scp`.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.reg.scopes.split(' ').filter(|s| !s.is_empty())
@@ -193,6 +204,14 @@ pub trait TokenInfo: Send + Sync + 'static {
     fn bound_addresses(&self) -> Option<&[IpNet]>;
     /// All scopes, space-delimited.
     fn scope(&self) -> &str;
+    /// `sid`: the grant (refresh-token family) the token belongs to.
+    fn grant_id(&self) -> Option<&str> {
+        None
+    }
+    /// `sid_exp`: when the grant ends.
+    fn grant_expires_at(&self) -> Option<i64> {
+        None
+    }
     /// True when the token carries `scope`.
     fn has_scope(&self, scope: &str) -> bool {
         self.scope().split(' ').any(|s| s == scope)
@@ -229,6 +248,12 @@ impl TokenInfo for Verified {
     }
     fn scope(&self) -> &str {
         &self.reg.scopes
+    }
+    fn grant_id(&self) -> Option<&str> {
+        self.reg.sid.as_deref()
+    }
+    fn grant_expires_at(&self) -> Option<i64> {
+        self.reg.sid_exp
     }
 }
 

@@ -8,7 +8,9 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tollgate_core::policy::StoreError;
 
-use crate::scripts::{CHECK, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, WATERMARK, script};
+use crate::scripts::{
+    CHECK, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, SPEND_REFRESH, WATERMARK, script,
+};
 use crate::{RedisStore, store_error};
 
 /// Builds a [`RedisStore`].
@@ -98,6 +100,7 @@ impl RedisStoreBuilder {
             refund: Script::new(REFUND),
             revoke: script(REVOKE),
             watermark: script(WATERMARK),
+            spend_refresh: Script::new(SPEND_REFRESH),
             generation: Arc::new(AtomicU64::new(0)),
             not_revoked: self.not_revoked_ttl.map(|ttl| {
                 moka::sync::Cache::builder()

@@ -69,8 +69,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tollgate_core::policy::{
-    Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
-    TokenRef, Verdict,
+    Consumed, Consumption, CreditStore, Principal, RefreshGrant, RevocationStore, Rotation, Store,
+    StoreError, StoreFuture, TokenRef, Verdict,
 };
 
 /// Credits and revocations in Redis, shared by every API instance that uses
@@ -85,6 +85,7 @@ pub struct RedisStore {
     pub(crate) refund: Script,
     pub(crate) revoke: Script,
     pub(crate) watermark: Script,
+    pub(crate) spend_refresh: Script,
     /// Bumped by every revocation through this store (and its clones): a
     /// "not revoked" answer is cached only if no revocation began while it
     /// was in flight.
@@ -411,4 +412,135 @@ impl Store for RedisStore {
     fn purge_expired(&self, _now: i64) -> StoreFuture<'_, u64> {
         Box::pin(std::future::ready(Ok(0)))
     }
+
+    fn put_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        grant: &'a RefreshGrant,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.put_refresh_now(issuer, hash, grant))
+    }
+
+    /// Spending the old token is one script on its key; its successor is
+    /// written after (another key, possibly another cluster slot). If that
+    /// write fails the caller gets the error and the family can no longer
+    /// be refreshed: closed, never widened.
+    fn rotate_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        old: &'a str,
+        new: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Rotation> {
+        Box::pin(async move {
+            let reply: redis::Value = self
+                .spend_refresh
+                .key(self.token_key("rt", issuer, old))
+                .arg(now)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(store_error)?;
+            let (code, grant) = refresh_reply(reply)?;
+            Ok(match (code, grant) {
+                (1, Some(grant)) => {
+                    self.put_refresh_now(issuer, new, &grant).await?;
+                    Rotation::Rotated(grant)
+                }
+                (2, Some(grant)) => Rotation::Reused(grant),
+                _ => Rotation::Unknown,
+            })
+        })
+    }
+
+    fn find_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(RefreshGrant, bool)>> {
+        Box::pin(async move {
+            let v: (Option<String>, Option<String>, Option<i64>, Option<String>) =
+                redis::cmd("HMGET")
+                    .arg(self.token_key("rt", issuer, hash))
+                    .arg(&["family", "grant", "exp", "spent"])
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(store_error)?;
+            Ok(match v {
+                (Some(family), Some(grant), Some(expires_at), spent) if expires_at >= now => {
+                    Some((
+                        RefreshGrant {
+                            family,
+                            grant,
+                            expires_at,
+                        },
+                        spent.as_deref() == Some("1"),
+                    ))
+                }
+                _ => None,
+            })
+        })
+    }
+}
+
+impl RedisStore {
+    async fn put_refresh_now(
+        &self,
+        issuer: &str,
+        hash: &str,
+        grant: &RefreshGrant,
+    ) -> Result<(), StoreError> {
+        let key = self.token_key("rt", issuer, hash);
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("family", grant.family.as_str()),
+                    ("grant", grant.grant.as_str()),
+                    ("exp", &grant.expires_at.to_string()),
+                    ("spent", "0"),
+                ],
+            )
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&key)
+            .arg(self.expiry(grant.expires_at))
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// `{code}` or `{code, family, grant, exp}` from [`scripts::SPEND_REFRESH`].
+fn refresh_reply(reply: redis::Value) -> Result<(i64, Option<RefreshGrant>), StoreError> {
+    let bad = || StoreError::new("redis: unexpected reply from the refresh script");
+    let redis::Value::Array(items) = reply else {
+        return Err(bad());
+    };
+    let text = |v: &redis::Value| -> Option<String> {
+        match v {
+            redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            redis::Value::SimpleString(s) => Some(s.clone()),
+            redis::Value::Int(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let code = match items.first() {
+        Some(redis::Value::Int(n)) => *n,
+        _ => return Err(bad()),
+    };
+    if items.len() < 4 {
+        return Ok((code, None));
+    }
+    let grant = RefreshGrant {
+        family: text(&items[1]).ok_or_else(bad)?,
+        grant: text(&items[2]).ok_or_else(bad)?,
+        expires_at: text(&items[3])
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(bad)?,
+    };
+    Ok((code, Some(grant)))
 }

@@ -101,6 +101,18 @@ keep(KEYS[1], at(ARGV[2], ARGV[3]))
 return 1
 ";
 
+/// Spends a refresh token if it is live. KEYS: the token. ARGV: now (Unix
+/// seconds). Returns `{0}` unknown or ended, `{1, family, grant, exp}`
+/// spent now (the caller keeps its successor), `{2, family, grant, exp}`
+/// spent before (a reuse; nothing changed).
+pub(crate) const SPEND_REFRESH: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'family', 'grant', 'exp', 'spent')
+if not v[1] or tonumber(v[3]) < tonumber(ARGV[1]) then return {0} end
+if v[4] == '1' then return {2, v[1], v[2], v[3]} end
+redis.call('HSET', KEYS[1], 'spent', '1')
+return {1, v[1], v[2], v[3]}
+";
+
 /// A script with the [`PRELUDE`] helpers in front.
 pub(crate) fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))

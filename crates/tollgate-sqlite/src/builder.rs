@@ -14,7 +14,7 @@ use crate::mirror::{Change, Kind, Mirror, Revs};
 use crate::writer::{Counters, Shared, Writer, WriterConfig, sql_error};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS credits (
@@ -39,7 +39,16 @@ CREATE TABLE IF NOT EXISTS watermarks (
     keep_until INTEGER NOT NULL,
     PRIMARY KEY (iss, kind, name)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    iss TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    family TEXT NOT NULL,
+    grant_json TEXT NOT NULL,
+    exp INTEGER NOT NULL,
+    spent INTEGER NOT NULL,
+    PRIMARY KEY (iss, hash)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
 ";
 
 /// Default time an entry outlives its token's `exp` (covers clock leeway).

@@ -54,7 +54,8 @@
 //! older ones, and the writer purges by itself every minute of activity
 //! ([`SqliteStoreBuilder::purge_interval`]).
 //!
-//! **Schema** (version 1, in `PRAGMA user_version`):
+//! **Schema** (version 2, in `PRAGMA user_version`; version 1 files gain
+//! the refresh-token table when opened):
 //!
 //! ```sql
 //! CREATE TABLE credits (iss TEXT NOT NULL, jti TEXT NOT NULL,
@@ -67,6 +68,10 @@
 //! CREATE TABLE watermarks (iss TEXT NOT NULL, kind INTEGER NOT NULL,
 //!     name TEXT NOT NULL, mark INTEGER NOT NULL, keep_until INTEGER NOT NULL,
 //!     PRIMARY KEY (iss, kind, name)) WITHOUT ROWID;
+//! -- refresh tokens by the hash of their value; spent: 0 or 1
+//! CREATE TABLE refresh_tokens (iss TEXT NOT NULL, hash TEXT NOT NULL,
+//!     family TEXT NOT NULL, grant_json TEXT NOT NULL, exp INTEGER NOT NULL,
+//!     spent INTEGER NOT NULL, PRIMARY KEY (iss, hash)) WITHOUT ROWID;
 //! ```
 
 #![forbid(unsafe_code)]
@@ -88,8 +93,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tollgate_core::policy::{
-    Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
-    TokenRef, Verdict,
+    Consumed, Consumption, CreditStore, Principal, RefreshGrant, RevocationStore, Rotation, Store,
+    StoreError, StoreFuture, TokenRef, Verdict,
 };
 
 use crate::mirror::{Change, Kind};
@@ -351,5 +356,52 @@ impl Store for SqliteStore {
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
         let cutoff = now.saturating_sub(self.settings.grace);
         self.ask(move |reply| Request::Purge { cutoff, reply })
+    }
+
+    fn put_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        grant: &'a RefreshGrant,
+    ) -> StoreFuture<'a, ()> {
+        let (issuer, hash, grant) = (issuer.into(), hash.into(), grant.clone());
+        self.ask(move |reply| Request::PutRefresh {
+            issuer,
+            hash,
+            grant,
+            reply,
+        })
+    }
+
+    fn rotate_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        old: &'a str,
+        new: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Rotation> {
+        let (issuer, old, new) = (issuer.into(), old.into(), new.into());
+        self.ask(move |reply| Request::RotateRefresh {
+            issuer,
+            old,
+            new,
+            now,
+            reply,
+        })
+    }
+
+    fn find_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(RefreshGrant, bool)>> {
+        let (issuer, hash) = (issuer.into(), hash.into());
+        self.ask(move |reply| Request::FindRefresh {
+            issuer,
+            hash,
+            now,
+            reply,
+        })
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
-use tollgate_core::policy::{Consumed, Consumption, StoreError, TokenRef, Verdict};
+use tollgate_core::policy::{
+    Consumed, Consumption, RefreshGrant, Rotation, StoreError, TokenRef, Verdict,
+};
 
 use crate::mirror::{Change, Mirror, Revs};
 
@@ -37,11 +39,23 @@ const WATERMARK: &str = "INSERT INTO watermarks (iss, kind, name, mark, keep_unt
     ON CONFLICT (iss, kind, name) DO UPDATE SET mark = max(mark, excluded.mark), \
     keep_until = max(keep_until, excluded.keep_until)";
 
-const PURGE: [&str; 3] = [
+const PURGE: [&str; 4] = [
     "DELETE FROM credits WHERE exp < ?1",
     "DELETE FROM revoked_tokens WHERE exp < ?1",
     "DELETE FROM watermarks WHERE keep_until < ?1",
+    "DELETE FROM refresh_tokens WHERE exp < ?1",
 ];
+
+const PUT_REFRESH: &str = "INSERT INTO refresh_tokens (iss, hash, family, grant_json, exp, spent) \
+    VALUES (?1, ?2, ?3, ?4, ?5, 0) \
+    ON CONFLICT (iss, hash) DO UPDATE SET family = excluded.family, \
+    grant_json = excluded.grant_json, exp = excluded.exp, spent = 0";
+
+const FIND_REFRESH: &str = "SELECT family, grant_json, exp, spent FROM refresh_tokens \
+    WHERE iss = ?1 AND hash = ?2";
+
+const SPEND_REFRESH: &str = "UPDATE refresh_tokens SET spent = 1 \
+    WHERE iss = ?1 AND hash = ?2 AND spent = 0";
 
 /// The largest value a counter holds (SQLite integers are i64).
 const MAX: u64 = i64::MAX as u64;
@@ -164,6 +178,28 @@ pub(crate) enum Request {
     Revoke { change: Change, reply: Reply<()> },
     /// Removes entries whose expiry is before `cutoff`.
     Purge { cutoff: i64, reply: Reply<u64> },
+    PutRefresh {
+        issuer: Box<str>,
+        hash: Box<str>,
+        grant: RefreshGrant,
+        reply: Reply<()>,
+    },
+    /// Spends `old` and keeps `new` for its grant, in this group's order:
+    /// the writer is the only one, so of two rotations of one token the
+    /// second sees it spent.
+    RotateRefresh {
+        issuer: Box<str>,
+        old: Box<str>,
+        new: Box<str>,
+        now: i64,
+        reply: Reply<Rotation>,
+    },
+    FindRefresh {
+        issuer: Box<str>,
+        hash: Box<str>,
+        now: i64,
+        reply: Reply<Option<(RefreshGrant, bool)>>,
+    },
 }
 
 impl Request {
@@ -174,6 +210,9 @@ impl Request {
             Request::Spent { reply, .. } => reply.finish(failed),
             Request::Revoke { reply, .. } => reply.finish(failed),
             Request::Purge { reply, .. } => reply.finish(failed),
+            Request::PutRefresh { reply, .. } => reply.finish(failed),
+            Request::RotateRefresh { reply, .. } => reply.finish(failed),
+            Request::FindRefresh { reply, .. } => reply.finish(failed),
         }
     }
 }
@@ -427,8 +466,79 @@ impl Writer {
                 let n = self.purge(*cutoff)?;
                 reply.answer = Some(n);
             }
+            Request::PutRefresh {
+                issuer,
+                hash,
+                grant,
+                reply,
+            } => {
+                self.put_refresh(issuer, hash, grant)?;
+                reply.answer = Some(());
+            }
+            Request::RotateRefresh {
+                issuer,
+                old,
+                new,
+                now,
+                reply,
+            } => {
+                reply.answer = Some(match self.find_refresh(issuer, old)? {
+                    Some((grant, _)) if grant.expires_at < *now => Rotation::Unknown,
+                    Some((grant, true)) => Rotation::Reused(grant),
+                    Some((grant, false)) => {
+                        self.conn
+                            .prepare_cached(SPEND_REFRESH)?
+                            .execute(params![&**issuer, &**old])?;
+                        self.put_refresh(issuer, new, &grant)?;
+                        Rotation::Rotated(grant)
+                    }
+                    None => Rotation::Unknown,
+                });
+            }
+            Request::FindRefresh {
+                issuer,
+                hash,
+                now,
+                reply,
+            } => {
+                reply.answer = Some(
+                    self.find_refresh(issuer, hash)?
+                        .filter(|(g, _)| g.expires_at >= *now),
+                );
+            }
         }
         Ok(())
+    }
+
+    fn put_refresh(&self, issuer: &str, hash: &str, g: &RefreshGrant) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(PUT_REFRESH)?.execute(params![
+            issuer,
+            hash,
+            &g.family,
+            &g.grant,
+            g.expires_at
+        ])?;
+        Ok(())
+    }
+
+    fn find_refresh(
+        &self,
+        issuer: &str,
+        hash: &str,
+    ) -> rusqlite::Result<Option<(RefreshGrant, bool)>> {
+        self.conn
+            .prepare_cached(FIND_REFRESH)?
+            .query_row(params![issuer, hash], |r| {
+                Ok((
+                    RefreshGrant {
+                        family: r.get(0)?,
+                        grant: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    },
+                    r.get::<_, i64>(3)? != 0,
+                ))
+            })
+            .optional()
     }
 
     /// An allowance above `i64::MAX` counts as `i64::MAX`; a cost above the

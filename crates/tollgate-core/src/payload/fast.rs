@@ -189,6 +189,8 @@ fn store<'p>(
         (Reg::Sub, Value::Str(s)) => reg.sub = Some(s.to_owned()),
         (Reg::Jti, Value::Str(s)) => reg.jti = Some(s.to_owned()),
         (Reg::ClientId, Value::Str(s)) => reg.client_id = Some(s.to_owned()),
+        (Reg::Sid, Value::Str(s)) => reg.sid = Some(s.to_owned()),
+        (Reg::SidExp, Value::Int(t)) => reg.sid_exp = Some(t),
         (Reg::Aud, v) => reg.aud = Some(list(v)?),
         (Reg::Exp, Value::Int(t)) => {
             reg.exp = t;
@@ -298,6 +300,8 @@ mod tests {
         "client_id",
         "scope",
         "scp",
+        "sid",
+        "sid_exp",
         "tier",
         "x",
         "n\\u0061me",

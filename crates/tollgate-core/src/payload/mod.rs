@@ -31,6 +31,10 @@ pub(crate) struct Registered {
     pub(crate) client_id: Option<String>,
     /// Space-delimited, as in `scope` (RFC 6749 §3.3).
     pub(crate) scopes: String,
+    /// `sid`: the grant (a refresh-token family) the token belongs to.
+    pub(crate) sid: Option<String>,
+    /// `sid_exp`: when that grant ends.
+    pub(crate) sid_exp: Option<i64>,
 }
 
 impl Registered {
@@ -205,6 +209,8 @@ pub(crate) enum Reg {
     ClientId = 128,
     Scope = 256,
     Scp = 512,
+    Sid = 1024,
+    SidExp = 2048,
 }
 
 impl Reg {
@@ -220,6 +226,8 @@ impl Reg {
             "client_id" => Reg::ClientId,
             "scope" => Reg::Scope,
             "scp" => Reg::Scp,
+            "sid" => Reg::Sid,
+            "sid_exp" => Reg::SidExp,
             _ => return None,
         })
     }
@@ -236,6 +244,8 @@ impl Reg {
             Reg::ClientId => "client_id",
             Reg::Scope => "scope",
             Reg::Scp => "scp",
+            Reg::Sid => "sid",
+            Reg::SidExp => "sid_exp",
         }
     }
 }
@@ -335,10 +345,11 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
             Reg::Sub => reg.sub = Some(String::deserialize(d)?),
             Reg::Jti => reg.jti = Some(String::deserialize(d)?),
             Reg::ClientId => reg.client_id = Some(String::deserialize(d)?),
+            Reg::Sid => reg.sid = Some(String::deserialize(d)?),
             Reg::Aud => {
                 reg.aud = Some(StringOrList::deserialize(d)?);
             }
-            Reg::Exp | Reg::Nbf | Reg::Iat => {
+            Reg::Exp | Reg::Nbf | Reg::Iat | Reg::SidExp => {
                 let t = d.deserialize_any(NumericDateVisitor)?;
                 match which {
                     Reg::Exp => {
@@ -346,6 +357,7 @@ impl<'de> de::DeserializeSeed<'de> for ClaimSeed<'_, 'de> {
                         reg.has_exp = true;
                     }
                     Reg::Nbf => reg.nbf = Some(t),
+                    Reg::SidExp => reg.sid_exp = Some(t),
                     _ => reg.iat = Some(t),
                 }
             }

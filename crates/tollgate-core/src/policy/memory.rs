@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::store::{
-    Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
-    TokenRef, Verdict,
+    Consumed, Consumption, CreditStore, Principal, RefreshGrant, RevocationStore, Rotation, Store,
+    StoreError, StoreFuture, TokenRef, Verdict,
 };
 
 const SHARDS: usize = 16;
@@ -34,7 +34,11 @@ pub struct MemoryStore {
     grace: i64,
     hasher: std::collections::hash_map::RandomState,
     issuers: RwLock<Vec<Arc<IssuerData>>>,
+    refresh: Mutex<RefreshTokens>,
 }
+
+/// Refresh tokens by (issuer, hash): the grant, and whether spent.
+type RefreshTokens = HashMap<(Box<str>, Box<str>), (RefreshGrant, bool)>;
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +131,7 @@ impl MemoryStore {
             grace: grace.max(crate::DEFAULT_LEEWAY.as_secs() as i64),
             hasher: Default::default(),
             issuers: RwLock::new(Vec::new()),
+            refresh: Mutex::new(HashMap::new()),
         }
     }
 
@@ -244,7 +249,15 @@ impl MemoryStore {
             let mut r = issuer.revoked.write().unwrap_or_else(|p| p.into_inner());
             gone += r.sweep(now, grace);
         }
+        let mut refresh = self.refresh_tokens();
+        let before = refresh.len();
+        refresh.retain(|_, (g, _)| g.expires_at.saturating_add(grace) >= now);
+        gone += (before - refresh.len()) as u64;
         gone
+    }
+
+    fn refresh_tokens(&self) -> MutexGuard<'_, RefreshTokens> {
+        self.refresh.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -363,6 +376,53 @@ impl Store for MemoryStore {
 
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64> {
         ready(Ok(self.purge_now(now)))
+    }
+
+    fn put_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        grant: &'a RefreshGrant,
+    ) -> StoreFuture<'a, ()> {
+        self.refresh_tokens()
+            .insert((issuer.into(), hash.into()), (grant.clone(), false));
+        ready(Ok(()))
+    }
+
+    fn rotate_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        old: &'a str,
+        new: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Rotation> {
+        let mut all = self.refresh_tokens();
+        let answer = match all.get_mut(&(issuer.into(), old.into())) {
+            Some((grant, _)) if grant.expires_at < now => Rotation::Unknown,
+            Some((grant, true)) => Rotation::Reused(grant.clone()),
+            Some((grant, spent)) => {
+                *spent = true;
+                let grant = grant.clone();
+                all.insert((issuer.into(), new.into()), (grant.clone(), false));
+                Rotation::Rotated(grant)
+            }
+            None => Rotation::Unknown,
+        };
+        ready(Ok(answer))
+    }
+
+    fn find_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(RefreshGrant, bool)>> {
+        let found = self
+            .refresh_tokens()
+            .get(&(issuer.into(), hash.into()))
+            .filter(|(g, _)| g.expires_at >= now)
+            .cloned();
+        ready(Ok(found))
     }
 }
 

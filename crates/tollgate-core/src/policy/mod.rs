@@ -39,8 +39,8 @@ pub use ip::ForwardedHeader;
 pub use memory::MemoryStore;
 pub use meter::{Meter, MeterFuture, MeterStep};
 pub use store::{
-    Consumed, Consumption, CreditStore, Principal, RevocationStore, Store, StoreError, StoreFuture,
-    TokenRef, Verdict,
+    Consumed, Consumption, CreditStore, Principal, RefreshGrant, RevocationStore, Rotation, Store,
+    StoreError, StoreFuture, TokenRef, Verdict,
 };
 
 use crate::claims::TokenInfo;
@@ -243,15 +243,28 @@ impl Policies {
     }
 }
 
-/// The store's view of a token.
+/// The store's view of a token. A token of a grant (`sid`, a refresh-token
+/// family) is stored as its grant: one credit allowance and one revocation
+/// for every token of the family, kept until the grant ends (`sid_exp`), so
+/// a refresh never restores credits and revoking any of its tokens revokes
+/// them all (RFC 7009 §2.1).
 pub fn token_ref(token: &dyn TokenInfo) -> TokenRef<'_> {
+    let (token_id, expires_at) = match token.grant_id() {
+        Some(grant) => (
+            Some(grant),
+            token
+                .grant_expires_at()
+                .map_or(token.expires_at(), |end| end.max(token.expires_at())),
+        ),
+        None => (token.token_id(), token.expires_at()),
+    };
     TokenRef {
         issuer: token.issuer(),
-        token_id: token.token_id(),
+        token_id,
         subject: token.subject(),
         client_id: token.client_id(),
         issued_at: token.issued_at(),
-        expires_at: token.expires_at(),
+        expires_at,
     }
 }
 

@@ -191,6 +191,39 @@ pub trait CreditStore: Send + Sync + 'static {
     }
 }
 
+/// A refresh-token grant as a store keeps it: under the hash of the token
+/// (never the token), for one issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshGrant {
+    /// The family: every refresh token rotated from the first one, and the
+    /// access tokens issued with them (their `sid`).
+    pub family: String,
+    /// What the family may do, opaque to the store (the token server's
+    /// JSON: client, allowance, addresses, scopes, audience, subject).
+    pub grant: String,
+    /// When the family ends (seconds since the epoch); its tokens are
+    /// forgotten after this plus the store's grace.
+    pub expires_at: i64,
+}
+
+/// The answer to [`Store::rotate_refresh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rotation {
+    /// The old token was live: it is spent now, and the new one carries
+    /// the grant.
+    Rotated(RefreshGrant),
+    /// The old token was spent already: a replay (RFC 9700 §4.14.2).
+    /// Nothing changed; the caller revokes the family.
+    Reused(RefreshGrant),
+    /// No such token (never issued, or its family ended).
+    Unknown,
+}
+
+fn no_refresh<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+    Box::pin(async { Err(StoreError::new("this store keeps no refresh tokens")) })
+}
+
 /// A store of both kinds. [`check`](Store::check) answers revocation and
 /// consumption together: a network store overrides it to need one round
 /// trip; the default asks the two traits in turn.
@@ -235,6 +268,49 @@ pub trait Store: RevocationStore + CreditStore {
     /// since the epoch) minus the store's grace period. Returns how many
     /// entries went. Stores whose entries expire by themselves return 0.
     fn purge_expired(&self, now: i64) -> StoreFuture<'_, u64>;
+
+    /// Keeps a new refresh token (by `hash`) for `grant`, live (not spent).
+    ///
+    /// The default refuses: a store that keeps no refresh tokens cannot
+    /// back a token server that issues them.
+    fn put_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        grant: &'a RefreshGrant,
+    ) -> StoreFuture<'a, ()> {
+        let _ = (issuer, hash, grant);
+        no_refresh()
+    }
+
+    /// Rotates in one atomic step: when `old` is live and its family has
+    /// not ended at `now`, `old` becomes spent and `new` is kept, live, for
+    /// the same grant ([`Rotation::Rotated`]). Of concurrent rotations of
+    /// one token exactly one is `Rotated`; the others (and any later one)
+    /// are [`Rotation::Reused`]. Spent tokens are kept until their family
+    /// ends, so a replay is always recognised.
+    fn rotate_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        old: &'a str,
+        new: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Rotation> {
+        let _ = (issuer, old, new, now);
+        no_refresh()
+    }
+
+    /// The grant of a refresh token and whether it is spent; `None` when
+    /// unknown or its family ended at `now`.
+    fn find_refresh<'a>(
+        &'a self,
+        issuer: &'a str,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(RefreshGrant, bool)>> {
+        let _ = (issuer, hash, now);
+        no_refresh()
+    }
 
     /// Seconds a counter or a revocation outlives its token's `exp`. A
     /// token is accepted until `exp` plus the issuer's leeway, so an
