@@ -7,16 +7,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate::core::policy::{Credits, IpBinding, MemoryStore, Policies, Store};
 use tollgate::core::{Algorithm, Authenticator, TrustedIssuer};
 use tollgate::issuer::{Client, KeyRing, Settings, TokenServer};
+
+use support::issuer::{Reply, basic, raw_basic, start_actix, start_axum};
 
 const AUD: &str = "https://api.example";
 
@@ -79,105 +82,12 @@ async fn setup() -> Setup {
     }
 }
 
-async fn start_axum(auth: Authenticator) -> SocketAddr {
-    use axum::Router;
-    use axum::routing::get;
-    use tollgate::axum::{AuthLayer, Claims};
-    let app = Router::new()
-        .route(
-            "/api",
-            get(|c: Claims| async move { c.subject().unwrap_or("?").to_owned() }),
-        )
-        .layer(AuthLayer::new(auth));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-fn start_actix(auth: Authenticator) -> SocketAddr {
-    use actix_web::{App, HttpServer, web};
-    use tollgate::actix::{Auth, Claims};
-    async fn me(c: Claims) -> String {
-        c.subject().unwrap_or("?").to_owned()
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .route("/api", web::get().to(me))
-                    .wrap(Auth::new(auth.clone()))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
-}
-
-/// HTTP Basic as RFC 6749 §2.3.1 has it: id and secret form-urlencoded,
-/// then joined by `:` and base64-encoded.
-fn basic(id: &str, secret: &str) -> String {
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    raw_basic(&enc(id), &enc(secret))
-}
-
-/// HTTP Basic without the form-urlencoding step.
-fn raw_basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
 async fn post(s: &Setup, path: &str, auth: Option<&str>, form: &[(&str, &str)]) -> Reply {
-    let mut req = s
-        .http
-        .post(format!("{}{path}", s.issuer))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(form)
-                .finish(),
-        );
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.unwrap();
-    Reply {
-        status,
-        headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
+    support::issuer::post(&s.http, &s.issuer, path, auth, form).await
 }
 
 async fn api(s: &Setup, addr: SocketAddr, token: &str) -> (u16, Option<String>, Option<String>) {
-    let resp = s
-        .http
-        .get(format!("http://{addr}/api"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let remaining = resp
-        .headers()
-        .get("credits-remaining")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap_or(Value::Null);
-    (status, remaining, body["code"].as_str().map(str::to_owned))
+    support::issuer::api(&s.http, addr, token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,9 +409,23 @@ async fn rfc6749_errors() {
             error: "unsupported_grant_type",
         },
         Case {
-            name: "refresh grant",
+            name: "refresh grant without a refresh token",
             auth: Some(good.clone()),
             form: vec![("grant_type", "refresh_token")],
+            status: 400,
+            error: "invalid_request",
+        },
+        Case {
+            name: "refresh grant with an unknown refresh token",
+            auth: Some(good.clone()),
+            form: vec![("grant_type", "refresh_token"), ("refresh_token", "tgr_x")],
+            status: 400,
+            error: "invalid_grant",
+        },
+        Case {
+            name: "password grant",
+            auth: Some(good.clone()),
+            form: vec![("grant_type", "password")],
             status: 400,
             error: "unsupported_grant_type",
         },
@@ -650,7 +574,9 @@ async fn jwks_and_discovery() {
     );
     assert_eq!(
         meta["tollgate_restricted_token_parameters_supported"],
-        json!(["ip", "scope", "audience", "lifetime", "sub", "credits"])
+        json!([
+            "ip", "scope", "audience", "lifetime", "sub", "credits", "refresh"
+        ])
     );
     // A Tollgate API configured by discovery alone works.
     let auth: Authenticator = Authenticator::builder()
@@ -685,6 +611,7 @@ async fn basic_auth_form_urlencodes_id_and_secret() {
             max_restricted_lifetime: 3600,
             max_credits: 10,
             introspect_any: false,
+            refresh_lifetime: 0,
         };
         s.server.put_client(client).unwrap();
         let cc = [("grant_type", "client_credentials")];

@@ -264,6 +264,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 credits,
                 ip: (!ip.is_empty()).then_some(ip),
                 restricted: credits.is_some(),
+                grant: None,
             };
             let minted = server
                 .mint(&c, &req)

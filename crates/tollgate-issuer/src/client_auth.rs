@@ -43,32 +43,90 @@ pub(crate) struct Authenticated<B = Form> {
     pub(crate) body: B,
 }
 
+/// A request from a client that authenticated, or from a public client
+/// (`client_id` alone: a browser holding a refresh token). Endpoints that
+/// take one decide what a public client may do.
+#[derive(Debug)]
+pub(crate) struct Caller<B = Form> {
+    /// The client.
+    pub(crate) client: Client,
+    /// No credentials were given, only `client_id`.
+    pub(crate) public: bool,
+    /// The connection's address, when the server runs with connect info.
+    pub(crate) peer: Option<std::net::IpAddr>,
+    /// The body, read.
+    pub(crate) body: B,
+}
+
 impl<B: CredentialBody + Send> FromRequest<Arc<TokenServer>> for Authenticated<B> {
     type Rejection = Response;
 
     async fn from_request(req: Request, server: &Arc<TokenServer>) -> Result<Self, Response> {
-        let headers = req.headers().clone();
-        let too_large = || {
-            OAuthError::invalid_request(format!("the body exceeds {} KiB", MAX_BODY / 1024))
-                .into_response()
-        };
-        // What the endpoints need is a few short parameters and at most one
-        // token: refuse more before reading it, let alone parsing it.
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_large());
-        }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| too_large())?;
-        let body = B::read(&headers, &bytes).map_err(IntoResponse::into_response)?;
+        let (headers, body) = read_body::<B>(req).await?;
         let client = authenticate(server, &headers, body.credentials())
             .map_err(IntoResponse::into_response)?;
         Ok(Authenticated { client, body })
     }
+}
+
+impl<B: CredentialBody + Send> FromRequest<Arc<TokenServer>> for Caller<B> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, server: &Arc<TokenServer>) -> Result<Self, Response> {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let (headers, body) = read_body::<B>(req).await?;
+        let (id, secret) = body.credentials();
+        if secret.is_none()
+            && headers.get(header::AUTHORIZATION).is_none()
+            && let Some(id) = id
+        {
+            // Unknown ids are refused like a wrong secret.
+            let client = server
+                .client(id)
+                .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))
+                .map_err(IntoResponse::into_response)?;
+            return Ok(Caller {
+                client,
+                public: true,
+                peer,
+                body,
+            });
+        }
+        let client =
+            authenticate(server, &headers, (id, secret)).map_err(IntoResponse::into_response)?;
+        Ok(Caller {
+            client,
+            public: false,
+            peer,
+            body,
+        })
+    }
+}
+
+/// The headers and the body, read within [`MAX_BODY`].
+async fn read_body<B: CredentialBody>(req: Request) -> Result<(HeaderMap, B), Response> {
+    let headers = req.headers().clone();
+    let too_large = || {
+        OAuthError::invalid_request(format!("the body exceeds {} KiB", MAX_BODY / 1024))
+            .into_response()
+    };
+    // What the endpoints need is a few short parameters and at most one
+    // token: refuse more before reading it, let alone parsing it.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| too_large())?;
+    let body = B::read(&headers, &bytes).map_err(IntoResponse::into_response)?;
+    Ok((headers, body))
 }
 
 /// Authenticates the client by the `Authorization` header or by the body's

@@ -36,6 +36,14 @@ pub struct Client {
     /// own tokens; about any other, introspection answers inactive.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub introspect_any: bool,
+    /// Longest life of a refresh-token family started by its restricted
+    /// tokens, in seconds; 0 (the default): no refresh tokens.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_lifetime: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn default_lifetime() -> u64 {
@@ -93,6 +101,7 @@ impl Client {
             max_restricted_lifetime: default_lifetime(),
             max_credits: default_max_credits(),
             introspect_any: false,
+            refresh_lifetime: 0,
         };
         (client, secret)
     }

@@ -44,6 +44,7 @@ mod error;
 mod form;
 mod keys;
 mod mint;
+mod refresh;
 mod server;
 mod support;
 
@@ -54,4 +55,5 @@ pub use clients::{
 pub use error::{CLIENT_CHALLENGE, ErrorCode, OAuthError};
 pub use keys::{KeyError, KeyRing, KeyState, SigningKey, create_private_dir, write_private};
 pub use mint::{MintRequest, Minted};
+pub use refresh::Refreshable;
 pub use server::{ScopeFormat, Settings, TokenServer};

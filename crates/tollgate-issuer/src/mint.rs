@@ -32,6 +32,9 @@ pub struct MintRequest {
     pub ip: Option<Vec<String>>,
     /// A restricted token: limits are the client's restricted-token limits.
     pub restricted: bool,
+    /// The refresh family (`sid`) and when it ends (`sid_exp`); the token
+    /// expires by then.
+    pub grant: Option<(String, i64)>,
 }
 
 /// A minted token.
@@ -49,6 +52,8 @@ pub struct Minted {
     pub jti: String,
     /// The credit allowance, if any.
     pub credits: Option<u64>,
+    /// `aud`.
+    pub audience: String,
 }
 
 #[derive(Serialize)]
@@ -67,6 +72,19 @@ struct AccessClaims<'a> {
     credits: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ip: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid_exp: Option<i64>,
+}
+
+/// The `sub` of a token of `client` for `user`: the client itself, or
+/// `client:user`.
+pub(crate) fn subject_of(client: &str, user: Option<&str>) -> String {
+    match user {
+        Some(user) if user != client => format!("{client}:{user}"),
+        _ => client.to_owned(),
+    }
 }
 
 impl TokenServer {
@@ -129,11 +147,7 @@ impl TokenServer {
         // An end user's subject carries its client (`client:user`; no client
         // id holds a `:`), so client A cannot speak for B's users and a
         // subject watermark for B's user leaves A's tokens alone.
-        let subject = match req.subject.as_deref() {
-            None => client.id.clone(),
-            Some(s) if s == client.id => client.id.clone(),
-            Some(user) => format!("{}:{user}", client.id),
-        };
+        let subject = subject_of(&client.id, req.subject.as_deref());
         let ip = match &req.ip {
             None => None,
             Some(list) if list.is_empty() => {
@@ -158,7 +172,21 @@ impl TokenServer {
             ScopeFormat::Array => json!(scopes),
         });
         let iat = now();
-        let exp = i64::try_from(lifetime).map_or(i64::MAX, |l| iat.saturating_add(l));
+        let mut exp = i64::try_from(lifetime).map_or(i64::MAX, |l| iat.saturating_add(l));
+        let mut lifetime = lifetime;
+        if let Some((_, family_ends)) = &req.grant {
+            // No token of a family outlives it.
+            if *family_ends <= iat {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    "the grant has ended",
+                ));
+            }
+            if exp > *family_ends {
+                exp = *family_ends;
+                lifetime = u64::try_from(exp - iat).unwrap_or(0);
+            }
+        }
         let jti = random_id(16);
         let claims = AccessClaims {
             iss: &self.settings.issuer,
@@ -172,6 +200,8 @@ impl TokenServer {
             jti: &jti,
             credits,
             ip,
+            sid: req.grant.as_ref().map(|(family, _)| family.as_str()),
+            sid_exp: req.grant.as_ref().map(|(_, ends)| *ends),
         };
         let token = self.sign(&claims)?;
         Ok(Minted {
@@ -181,6 +211,7 @@ impl TokenServer {
             scope: scope_joined,
             jti,
             credits,
+            audience,
         })
     }
 

@@ -237,6 +237,11 @@ impl TokenServer {
         }
     }
 
+    /// The client registered as `id`, if any (not authenticated).
+    pub(crate) fn client(&self, id: &str) -> Option<Client> {
+        read(&self.clients).get(id).cloned()
+    }
+
     /// Authenticates a client by id and secret.
     pub fn authenticate(&self, id: &str, secret: &str) -> Option<Client> {
         let clients = read(&self.clients);

@@ -34,6 +34,12 @@ pub(crate) async fn introspect(
         .token
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let inactive = || (no_store(), axum::Json(json!({"active": false})));
+    if token.starts_with(crate::refresh::PREFIX) {
+        return Ok(match refresh_token(&server, &client, &token).await? {
+            Some(body) => (no_store(), axum::Json(body)),
+            None => inactive(),
+        });
+    }
     let Ok(v) = server.verify(&token) else {
         return Ok(inactive());
     };
@@ -75,4 +81,50 @@ pub(crate) async fn introspect(
         body["credits_remaining"] = json!(allowance.saturating_sub(spent.unwrap_or(0)));
     }
     Ok((no_store(), axum::Json(body)))
+}
+
+/// A refresh token's answer: live (not spent, family not revoked or ended)
+/// and the caller's (or any, with `introspect_any`), else `None`.
+async fn refresh_token(
+    server: &TokenServer,
+    client: &crate::clients::Client,
+    token: &str,
+) -> Result<Option<serde_json::Value>, OAuthError> {
+    let Some((grant, stored, spent)) = server.refresh_family(client, token).await? else {
+        return Ok(None);
+    };
+    if spent {
+        return Ok(None);
+    }
+    let family = tollgate_core::policy::TokenRef {
+        issuer: &server.settings.issuer,
+        token_id: Some(&grant.family),
+        subject: None,
+        client_id: None,
+        issued_at: None,
+        expires_at: grant.expires_at,
+    };
+    let store_down = |_| OAuthError::store_unavailable();
+    if server.store.is_revoked(family).await.map_err(store_down)? {
+        return Ok(None);
+    }
+    let spent = server
+        .store
+        .spent(&server.settings.issuer, &grant.family)
+        .await
+        .map_err(store_down)?;
+    let sub = crate::mint::subject_of(&stored.client_id, stored.sub.as_deref());
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "iss": server.settings.issuer,
+        "client_id": stored.client_id,
+        "sub": sub,
+        "aud": [stored.audience],
+        "scope": stored.scopes.join(" "),
+        "exp": grant.expires_at,
+        "sid": grant.family,
+        "credits": stored.credits,
+        "credits_remaining": stored.credits.saturating_sub(spent.unwrap_or(0)),
+    })))
 }

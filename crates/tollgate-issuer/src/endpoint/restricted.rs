@@ -64,11 +64,15 @@ struct RestrictedParams {
     sub: Option<Param<NonEmpty>>,
     /// A number, or a string of digits.
     credits: Option<Param<u64>>,
+    /// `true`: a refresh token comes with the token.
+    refresh: Option<Param<Flag>>,
 }
 
 /// What `/connect/jwt` takes; anything else is refused, so a misspelt
 /// `subject` cannot silently mint a token for the client itself.
-pub(crate) const PARAMS: [&str; 6] = ["ip", "scope", "audience", "lifetime", "sub", "credits"];
+pub(crate) const PARAMS: [&str; 7] = [
+    "ip", "scope", "audience", "lifetime", "sub", "credits", "refresh",
+];
 
 /// Client credentials, accepted in a form body.
 const CREDENTIALS: [&str; 2] = ["client_id", "client_secret"];
@@ -112,10 +116,16 @@ impl RestrictedParams {
         }
     }
 
+    #[cfg(test)]
     fn into_request(self) -> Result<MintRequest, OAuthError> {
+        Ok(self.into_parts()?.0)
+    }
+
+    /// The mint request, and whether a refresh token is asked for.
+    fn into_parts(self) -> Result<(MintRequest, bool), OAuthError> {
         let ip = Param::value(self.ip, "ip")?;
         let scopes = Param::value(self.scope, "scope")?;
-        Ok(MintRequest {
+        let req = MintRequest {
             scopes: scopes.map(|s| s.0),
             audience: Param::value(self.audience, "audience")?.map(|a| a.0),
             lifetime: Param::value(self.lifetime, "lifetime")?,
@@ -123,7 +133,10 @@ impl RestrictedParams {
             credits: Param::value(self.credits, "credits")?,
             ip: ip.map(|a| a.0),
             restricted: true,
-        })
+            grant: None,
+        };
+        let refresh = Param::value(self.refresh, "refresh")?.is_some_and(|f| f.0);
+        Ok((req, refresh))
     }
 }
 
@@ -132,19 +145,27 @@ pub(crate) async fn restricted(
     State(server): State<Arc<TokenServer>>,
     Authenticated { client, body }: Authenticated<RestrictedBody>,
 ) -> Result<impl IntoResponse, OAuthError> {
-    let req = RestrictedParams::from_body(body)?.into_request()?;
-    let m = server.mint(&client, &req)?;
-    Ok((
-        no_store(),
-        axum::Json(json!({
-            "token": m.token,
-            "token_type": "Bearer",
-            "credits_remaining": m.credits,
-            "expires_at": m.expires_at,
-            "expires_in": m.expires_in,
-            "scope": m.scope,
-        })),
-    ))
+    let (req, refresh) = RestrictedParams::from_body(body)?.into_parts()?;
+    if !refresh {
+        let m = server.mint(&client, &req)?;
+        return Ok((no_store(), axum::Json(answer(&m))));
+    }
+    let r = server.mint_refreshable(&client, &req).await?;
+    let mut body = answer(&r.minted);
+    body["refresh_token"] = json!(r.refresh_token);
+    body["refresh_expires_at"] = json!(r.family_expires_at);
+    Ok((no_store(), axum::Json(body)))
+}
+
+fn answer(m: &crate::mint::Minted) -> serde_json::Value {
+    json!({
+        "token": m.token,
+        "token_type": "Bearer",
+        "credits_remaining": m.credits,
+        "expires_at": m.expires_at,
+        "expires_in": m.expires_in,
+        "scope": m.scope,
+    })
 }
 
 /// A parameter as sent: its meaning, or `Invalid` when it has the wrong
@@ -184,7 +205,7 @@ impl FromRaw for u64 {
         match raw {
             Raw::Str(s) => s.parse().ok(),
             Raw::Count(n) => Some(n),
-            Raw::Strings(_) | Raw::Other => None,
+            Raw::Strings(_) | Raw::Bool(_) | Raw::Other => None,
         }
     }
 }
@@ -211,7 +232,7 @@ impl FromRaw for Scopes {
         match raw {
             Raw::Str(s) => Some(Scopes(split(&s, &[' ']))),
             Raw::Strings(list) => Some(Scopes(list)),
-            Raw::Count(_) | Raw::Other => None,
+            Raw::Count(_) | Raw::Bool(_) | Raw::Other => None,
         }
     }
 }
@@ -226,7 +247,22 @@ impl FromRaw for Addresses {
         match raw {
             Raw::Str(s) => Some(Addresses(split(&s, &[' ', ',']))),
             Raw::Strings(list) => Some(Addresses(list)),
-            Raw::Count(_) | Raw::Other => None,
+            Raw::Count(_) | Raw::Bool(_) | Raw::Other => None,
+        }
+    }
+}
+
+/// A yes or no: JSON `true`/`false`, or the form values `true`/`false`.
+#[derive(Debug)]
+struct Flag(bool);
+
+impl FromRaw for Flag {
+    fn from_raw(raw: Raw) -> Option<Flag> {
+        match raw {
+            Raw::Bool(b) => Some(Flag(b)),
+            Raw::Str(s) if s == "true" => Some(Flag(true)),
+            Raw::Str(s) if s == "false" => Some(Flag(false)),
+            _ => None,
         }
     }
 }
@@ -246,8 +282,10 @@ enum Raw {
     Count(u64),
     /// A list of strings only.
     Strings(Vec<String>),
-    /// Anything else: negative or fractional numbers, booleans, `null` in
-    /// a list, objects, lists holding anything but strings.
+    /// A JSON boolean.
+    Bool(bool),
+    /// Anything else: negative or fractional numbers, `null` in a list,
+    /// objects, lists holding anything but strings.
     Other,
 }
 
@@ -282,8 +320,8 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(Raw::Other)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Raw, E> {
-        Ok(Raw::Other)
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(b))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {

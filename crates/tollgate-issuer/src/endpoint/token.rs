@@ -1,4 +1,7 @@
-//! `POST /connect/token`: the client credentials grant (RFC 6749 §4.4).
+//! `POST /connect/token`: the client credentials grant (RFC 6749 §4.4) and
+//! the refresh token grant (RFC 6749 §6), which a public client (a browser
+//! holding a restricted token's refresh token) may use with `client_id`
+//! alone.
 
 use std::sync::Arc;
 
@@ -7,7 +10,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::client_auth::Authenticated;
+use crate::client_auth::Caller;
 use crate::error::{ErrorCode, OAuthError, no_store};
 use crate::mint::MintRequest;
 use crate::server::TokenServer;
@@ -21,6 +24,7 @@ struct TokenParams {
     audience: Option<String>,
     /// RFC 8707's name for the audience.
     resource: Option<String>,
+    refresh_token: Option<String>,
 }
 
 impl TokenParams {
@@ -47,16 +51,47 @@ impl TokenParams {
 /// Client authentication, then `grant_type`, then the token.
 pub(crate) async fn token(
     State(server): State<Arc<TokenServer>>,
-    Authenticated { client, body: form }: Authenticated,
+    Caller {
+        client,
+        public,
+        peer,
+        body: form,
+    }: Caller,
 ) -> Result<impl IntoResponse, OAuthError> {
     let params: TokenParams = form.params()?;
     match params.grant_type.as_deref() {
         None => return Err(OAuthError::invalid_request("grant_type is required")),
+        Some("client_credentials") if public => {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required",
+            ));
+        }
         Some("client_credentials") => {}
+        Some("refresh_token") => {
+            let token = params
+                .refresh_token
+                .as_deref()
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let scopes = params.scopes();
+            let r = server.refresh(&client, token, scopes, peer).await?;
+            let remaining = server.credits_left(&r).await?;
+            let mut body = json!({
+                "access_token": r.minted.token,
+                "token_type": "Bearer",
+                "expires_in": r.minted.expires_in,
+                "refresh_token": r.refresh_token,
+                "refresh_expires_at": r.family_expires_at,
+                "credits_remaining": remaining,
+            });
+            if !r.minted.scope.is_empty() {
+                body["scope"] = json!(r.minted.scope);
+            }
+            return Ok((no_store(), axum::Json(body)));
+        }
         Some(_) => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                "only client_credentials is supported",
+                "the grant types are client_credentials and refresh_token",
             ));
         }
     }
