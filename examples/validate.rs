@@ -1,5 +1,6 @@
-//! The main job until the `tollgate` binary lands: an HTTP service on
-//! 127.0.0.1 that validates bearer tokens with `tollgate-core`.
+//! Validation with `tollgate-core` alone, no framework layer: an HTTP
+//! service on 127.0.0.1 that extracts and verifies bearer tokens itself and
+//! answers failures with `error_response`.
 //!
 //! ```text
 //! cargo run --example validate

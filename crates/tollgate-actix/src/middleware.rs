@@ -21,6 +21,47 @@ pub(crate) type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 /// `AuthLayer`: a token is required by default, only the `Authorization`
 /// header is read, and preflights are authenticated unless
 /// [`allow_preflight`](Self::allow_preflight).
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{App, http::Method, test, web};
+/// use tollgate_actix::{Auth, Claims};
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+///
+/// async fn me(claims: Claims) -> String {
+///     claims.subject().unwrap_or("?").to_owned()
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+///     .build()?;
+/// actix_web::rt::System::new().block_on(async {
+///     let app = test::init_service(
+///         App::new()
+///             .wrap(Auth::new(auth).realm("api").allow_preflight())
+///             .route("/me", web::get().to(me)),
+///     )
+///     .await;
+///
+///     let res = test::call_service(&app, test::TestRequest::get().uri("/me").to_request()).await;
+///     assert_eq!(res.status(), 401);
+///     let challenge = res.headers().get("www-authenticate").map(|v| v.to_str().unwrap_or_default());
+///     assert_eq!(challenge, Some("Bearer realm=\"api\""));
+///
+///     // A browser's CORS preflight: answered without a token, no handler runs.
+///     let preflight = test::TestRequest::default()
+///         .method(Method::OPTIONS)
+///         .uri("/me")
+///         .insert_header(("origin", "https://app.example"))
+///         .insert_header(("access-control-request-method", "GET"))
+///         .to_request();
+///     assert_eq!(test::call_service(&app, preflight).await.status(), 204);
+/// });
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Auth {

@@ -59,6 +59,48 @@ tollgate_core::__extractor_types! {
 /// ([`AuthLayer::optional`]); 401 `invalid_claim` when the token does not
 /// fit `C`; 500 when no `AuthLayer` ran. Take `Option<Claims<C>>` in routes
 /// where a token is optional.
+///
+/// # Examples
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use tollgate_axum::{AuthLayer, Claims};
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+/// use tower::ServiceExt as _;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Plan {
+///     tier: String,
+/// }
+///
+/// async fn plan(claims: Claims<Plan>) -> String {
+///     format!("{} is on {}", claims.subject().unwrap_or("?"), claims.claims().tier)
+/// }
+///
+/// async fn welcome(claims: Option<Claims>) -> String {
+///     match claims {
+///         Some(c) => format!("welcome back, {}", c.subject().unwrap_or("?")),
+///         None => "welcome, stranger".to_owned(),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+///     .build()?;
+/// let app = Router::new()
+///     .route("/plan", get(plan))
+///     .layer(AuthLayer::new(auth.clone()))
+///     .merge(Router::new().route("/", get(welcome)).layer(AuthLayer::new(auth).optional()));
+///
+/// let res = app.clone().oneshot(http::Request::get("/plan").body(Body::empty())?).await?;
+/// assert_eq!(res.status(), 401);
+/// let res = app.oneshot(http::Request::get("/").body(Body::empty())?).await?;
+/// assert_eq!(res.status(), 200); // anonymous, the handler got `None`
+/// # Ok(()) }
+/// ```
 }
 
 impl IntoResponse for Rejection {

@@ -6,6 +6,17 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A JWS signature algorithm. Every key is bound to exactly one.
+///
+/// ```
+/// use tollgate_core::Algorithm;
+///
+/// let alg: Algorithm = "ES256".parse()?;
+/// assert_eq!(alg, Algorithm::ES256);
+/// assert_eq!(alg.as_str(), "ES256");
+/// assert!(!alg.is_symmetric());
+/// assert_eq!(Algorithm::from_name("none"), None); // never accepted
+/// # Ok::<(), tollgate_core::UnknownAlgorithm>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {

@@ -38,6 +38,40 @@ type TypedClaims = RwLock<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>;
 
 /// A token that passed every check: its registered claims, and its payload
 /// for the application's claims types ([`claims`](Self::claims)).
+///
+/// Handlers get it from the framework layers (`Claims<C>` derefs to it);
+/// [`Authenticator::verify`](crate::Authenticator::verify) returns it.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+/// # fn hs256(secret: &[u8], claims: &str) -> String {
+/// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+/// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+/// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+/// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+/// # }
+///
+/// let secret = [7u8; 32];
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+///     .build()?;
+/// let token = auth.verify_now(&hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api",
+///     "sub":"reports:alice","client_id":"reports","scope":"reports:read reports:export",
+///     "jti":"t-1","iat":1700000000,"exp":4102444800}"#))?;
+///
+/// assert_eq!(token.issuer(), "https://issuer.example");
+/// assert_eq!(token.client_id(), Some("reports"));
+/// assert_eq!(token.end_user(), Some("alice"));
+/// assert_eq!(token.audiences(), ["api"]);
+/// assert_eq!(token.scopes().collect::<Vec<_>>(), ["reports:read", "reports:export"]);
+/// assert!(token.has_scope("reports:export"));
+/// assert_eq!((token.token_id(), token.issued_at()), (Some("t-1"), Some(1_700_000_000)));
+/// assert_eq!(token.algorithm(), Algorithm::HS256);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Verified {
     pub(crate) issuer: Arc<str>,
     pub(crate) alg: Algorithm,
@@ -158,6 +192,40 @@ impl Verified {
     /// [`Error::InvalidClaim`](crate::Error::InvalidClaim) naming the claim
     /// when the payload does not fit `C` (a required field missing, a value
     /// of the wrong type). The message never holds a claim's value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Plan {
+    ///     tier: String,
+    ///     #[serde(default)]
+    ///     seats: u32,
+    /// }
+    ///
+    /// let secret = [7u8; 32];
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .build()?;
+    /// let token = auth.verify_now(&hs256(&secret,
+    ///     r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800,"tier":"gold","seats":5}"#))?;
+    /// let plan = token.claims::<Plan>()?;
+    /// assert_eq!((plan.tier.as_str(), plan.seats), ("gold", 5));
+    ///
+    /// let odd = auth.verify_now(&hs256(&secret,
+    ///     r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800,"tier":7}"#))?;
+    /// assert!(matches!(odd.claims::<Plan>(), Err(Error::InvalidClaim(name)) if name == "tier"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn claims<C>(&self) -> Result<Arc<C>>
     where
         C: DeserializeOwned + Send + Sync + 'static,

@@ -37,6 +37,18 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to, for tests of time rules.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Clock, ManualClock};
+///
+/// let clock = ManualClock::at_secs(1_800_000_000);
+/// clock.advance(Duration::from_secs(90));
+/// assert_eq!(clock.now_secs(), 1_800_000_090);
+/// ```
+///
+/// Give it to [`AuthenticatorBuilder::clock`](crate::AuthenticatorBuilder::clock)
+/// to test expiry without waiting.
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);
 

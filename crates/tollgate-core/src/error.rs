@@ -10,6 +10,34 @@ use http::StatusCode;
 ///
 /// Each variant has a stable [`code`](Error::code); match on the variant or
 /// on the code, never on the message.
+///
+/// # Examples
+///
+/// Tollgate's own answer for an error is [`error_response`](crate::error_response);
+/// an application that reports errors its own way matches on them:
+///
+/// ```
+/// use tollgate_core::{Error, error_response};
+///
+/// fn advice(err: &Error) -> &'static str {
+///     match err {
+///         Error::MissingToken => "send Authorization: Bearer <token>",
+///         Error::Expired => "get a new token",
+///         Error::CreditsExhausted { .. } => "this token's credits are spent",
+///         e if e.is_temporary() => "try again shortly",
+///         _ => "the token was refused",
+///     }
+/// }
+///
+/// let err = Error::CreditsExhausted { limit: 10, remaining: 0 };
+/// assert_eq!(advice(&err), "this token's credits are spent");
+/// assert_eq!((err.status().as_u16(), err.code()), (402, "credits_exhausted"));
+///
+/// let resp = error_response(&err, Some("api"));
+/// assert_eq!(resp.status(), 402);
+/// assert_eq!(resp.headers()["credits-remaining"], "0");
+/// assert!(resp.body().contains(r#""code":"credits_exhausted""#));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -125,6 +153,15 @@ pub enum Error {
 /// [`Authenticator`](crate::Authenticator), loading a key or a key set. These
 /// happen at start-up, never in answer to a request; request-time failures
 /// are [`Error`]s.
+///
+/// ```
+/// use tollgate_core::{Algorithm, ConfigError, VerifyingKey};
+///
+/// // HS256 needs at least 32 bytes of secret.
+/// let err = VerifyingKey::hmac(b"short", Algorithm::HS256).unwrap_err();
+/// assert!(matches!(err, ConfigError::InvalidKey(_)));
+/// assert_eq!(err.code(), "invalid_key");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -215,6 +252,14 @@ impl BearerError {
 
 impl Error {
     /// A stable machine code, one per cause (`token_expired`, `unknown_key`, …).
+    ///
+    /// ```
+    /// use tollgate_core::Error;
+    ///
+    /// assert_eq!(Error::Expired.code(), "token_expired");
+    /// assert_eq!(Error::Revoked.code(), "token_revoked");
+    /// assert_eq!(Error::AddressMismatch.code(), "client_address_mismatch");
+    /// ```
     pub const fn code(&self) -> &'static str {
         match self {
             Error::MissingToken => "missing_token",
@@ -249,6 +294,15 @@ impl Error {
     }
 
     /// The HTTP status a request rejected with this error gets.
+    ///
+    /// ```
+    /// use tollgate_core::Error;
+    ///
+    /// assert_eq!(Error::MissingToken.status(), 401);
+    /// assert_eq!(Error::MultipleTokens.status(), 400);
+    /// assert_eq!(Error::InsufficientScope { required: "reports:read".into() }.status(), 403);
+    /// assert_eq!(Error::StoreUnavailable.status(), 503);
+    /// ```
     pub const fn status(&self) -> StatusCode {
         match self.bearer_error() {
             Some(BearerError::InvalidRequest) => StatusCode::BAD_REQUEST,

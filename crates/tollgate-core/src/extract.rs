@@ -29,6 +29,26 @@ use crate::gate::RequestView;
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Where tokens are read from, and how large they may be.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::{BearerExtractor, Error};
+///
+/// let extractor = BearerExtractor::new().cookie("session");
+///
+/// let req = http::Request::get("/reports")
+///     .header("authorization", "Bearer aaa.bbb.ccc")
+///     .body(())?;
+/// assert_eq!(extractor.extract(req.headers(), req.uri())?, "aaa.bbb.ccc");
+///
+/// let req = http::Request::get("/reports").header("cookie", "session=aaa.bbb.ccc").body(())?;
+/// assert!(extractor.extract(req.headers(), req.uri()).is_ok());
+///
+/// let req = http::Request::get("/reports").header("authorization", "Basic dXNlcjpwdw==").body(())?;
+/// assert_eq!(extractor.extract(req.headers(), req.uri()).unwrap_err(), Error::MissingToken);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct BearerExtractor {
@@ -103,6 +123,23 @@ impl BearerExtractor {
     }
 
     /// The token of a request. Sending it in more than one place is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingToken`] when there is none (or another scheme, such as
+    /// `Basic`, is used), [`Error::MalformedAuthorization`] for a broken
+    /// `Bearer` value, [`Error::MultipleTokens`], [`Error::TokenTooLarge`].
+    ///
+    /// ```
+    /// use tollgate_core::{BearerExtractor, Error};
+    ///
+    /// let extractor = BearerExtractor::new().query("access_token");
+    /// let req = http::Request::get("/r?access_token=a.b.c")
+    ///     .header("authorization", "Bearer a.b.c")
+    ///     .body(())?;
+    /// assert_eq!(extractor.extract(req.headers(), req.uri()).unwrap_err(), Error::MultipleTokens);
+    /// # Ok::<(), http::Error>(())
+    /// ```
     pub fn extract<'r>(&self, headers: &'r HeaderMap, uri: &'r Uri) -> Result<Cow<'r, str>> {
         self.extract_inner(headers, uri, true)
     }

@@ -29,6 +29,27 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Defaults: leeway 60 s; the algorithms are those of the keys; no `typ`
 /// requirement; no required claims beyond `iss`, `aud` and `exp`. At least
 /// one audience and one key source are required.
+///
+/// # Examples
+///
+/// An OAuth2 server's RFC 9068 access tokens, keys from its JWKS:
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer};
+///
+/// let issuer = TrustedIssuer::new("https://login.example.com")
+///     .audience("https://api.example.com")
+///     .audience("https://api.example.com/v2") // any one of them
+///     .algorithms([Algorithm::ES256, Algorithm::RS256])
+///     .require_type("at+jwt")
+///     .require_claim("client_id")
+///     .leeway(Duration::from_secs(30))
+///     .jwks_url("https://login.example.com/.well-known/jwks.json");
+/// let auth = Authenticator::builder().issuer(issuer).build()?;
+/// # let _ = auth;
+/// # Ok::<(), tollgate_core::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TrustedIssuer {
@@ -71,6 +92,16 @@ impl TrustedIssuer {
     }
 
     /// Restricts the accepted algorithms further than the keys do.
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, TrustedIssuer};
+    ///
+    /// // A JWKS may hold RSA keys too; accept only EdDSA-signed tokens.
+    /// let issuer = TrustedIssuer::new("https://issuer.example").audience("api")
+    ///     .jwks_url("https://issuer.example/jwks.json")
+    ///     .algorithms([Algorithm::EdDSA]);
+    /// # let _ = issuer;
+    /// ```
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = Some(algs.into_iter().collect());
         self
@@ -85,6 +116,16 @@ impl TrustedIssuer {
     /// Requires the `typ` header, compared case-insensitively and with an
     /// optional `application/` prefix (RFC 7515 §4.1.9), e.g. `at+jwt`
     /// (RFC 9068).
+    ///
+    /// ```
+    /// use tollgate_core::TrustedIssuer;
+    ///
+    /// // Only access tokens: an ID token of the same issuer (`typ: JWT`) is refused.
+    /// let issuer = TrustedIssuer::new("https://login.example.com").audience("api")
+    ///     .discovery_url("https://login.example.com/.well-known/openid-configuration")
+    ///     .require_type("at+jwt");
+    /// # let _ = issuer;
+    /// ```
     pub fn require_type(mut self, typ: impl Into<String>) -> Self {
         self.required_type = Some(typ.into());
         self
@@ -97,6 +138,17 @@ impl TrustedIssuer {
     }
 
     /// Adds a static key.
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, TrustedIssuer, VerifyingKey};
+    ///
+    /// // During a rotation: the old and the new secret, told apart by `kid`.
+    /// let issuer = TrustedIssuer::new("https://issuer.example").audience("api")
+    ///     .key(VerifyingKey::hmac(&[1; 32], Algorithm::HS256)?.with_kid("2026-10"))
+    ///     .key(VerifyingKey::hmac(&[2; 32], Algorithm::HS256)?.with_kid("2026-11"));
+    /// # let _ = issuer;
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
     pub fn key(mut self, key: VerifyingKey) -> Self {
         self.source = match self.source {
             Source::Static(ks) => Source::Static(ks.with(key)),
@@ -116,6 +168,21 @@ impl TrustedIssuer {
     /// [`RemoteOptions::allow_insecure_http`]; checked by
     /// [`build`](crate::AuthenticatorBuilder::build). Redirects are
     /// followed only within the URL's origin.
+    ///
+    /// ```
+    /// use tollgate_core::{Authenticator, RemoteOptions, TrustedIssuer};
+    ///
+    /// // A token server on this machine (plain http is fine on loopback).
+    /// let local = TrustedIssuer::new("http://127.0.0.1:8080").audience("tollgate-demo")
+    ///     .jwks_url("http://127.0.0.1:8080/.well-known/jwks.json");
+    /// assert!(Authenticator::builder().issuer(local).build().is_ok());
+    ///
+    /// // A token server on another host of a private network, opted in.
+    /// let internal = TrustedIssuer::new("http://auth.internal").audience("api")
+    ///     .jwks_url("http://auth.internal/.well-known/jwks.json")
+    ///     .remote_options(RemoteOptions::new().allow_insecure_http());
+    /// assert!(Authenticator::builder().issuer(internal).build().is_ok());
+    /// ```
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.source = Source::Remote(Location::Jwks(url.into()));
         self
@@ -126,6 +193,15 @@ impl TrustedIssuer {
     /// The document's `issuer` must equal this issuer. The URL follows the
     /// rules of [`jwks_url`](Self::jwks_url); the `jwks_uri` the document
     /// names does too, and is `https` when on another origin.
+    ///
+    /// ```
+    /// use tollgate_core::TrustedIssuer;
+    ///
+    /// let issuer = TrustedIssuer::new("https://login.example.com/realms/main")
+    ///     .audience("https://api.example.com")
+    ///     .discovery_url("https://login.example.com/realms/main/.well-known/openid-configuration");
+    /// assert_eq!(issuer.name(), "https://login.example.com/realms/main");
+    /// ```
     pub fn discovery_url(mut self, url: impl Into<String>) -> Self {
         self.source = Source::Remote(Location::Discovery(url.into()));
         self

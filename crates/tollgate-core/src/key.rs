@@ -29,6 +29,26 @@ use crate::error::ConfigError;
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// A parsed verification key bound to one algorithm.
+///
+/// Parsed once, when loaded: from an HMAC secret ([`hmac`](Self::hmac)), a
+/// PEM or DER public key ([`from_pem`](Self::from_pem),
+/// [`from_der`](Self::from_der)), RSA components, or a JWK
+/// ([`from_jwk`](Self::from_jwk); a whole JWKS with
+/// [`KeySet::from_jwks`](crate::KeySet::from_jwks)). The algorithm is the
+/// key's, not the token's: an HS256 token is never checked with an RSA
+/// key's bytes.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::{Algorithm, TrustedIssuer, VerifyingKey};
+///
+/// let key = VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?.with_kid("2026-11");
+/// assert_eq!((key.kid(), key.algorithm()), (Some("2026-11"), Algorithm::HS256));
+/// let issuer = TrustedIssuer::new("https://issuer.example").audience("api").key(key);
+/// # let _ = issuer;
+/// # Ok::<(), tollgate_core::ConfigError>(())
+/// ```
 pub struct VerifyingKey {
     kid: Option<String>,
     alg: Algorithm,
@@ -109,6 +129,17 @@ impl VerifyingKey {
     /// # Errors
     ///
     /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, VerifyingKey};
+    ///
+    /// # let secret_from_config = vec![7u8; 48];
+    /// // `secret_from_config`: random bytes your token issuer shares with this API.
+    /// let key = VerifyingKey::hmac(&secret_from_config, Algorithm::HS384)?;
+    /// assert!(VerifyingKey::hmac(&secret_from_config[..32], Algorithm::HS384).is_err()); // too short
+    /// # let _ = key;
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
     pub fn hmac(secret: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let (halg, min) = hmac_algorithm(alg)
             .ok_or_else(|| invalid(format!("{alg} is not an HMAC algorithm")))?;
@@ -133,6 +164,32 @@ impl VerifyingKey {
     /// # Errors
     ///
     /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
+    ///
+    /// # Examples
+    ///
+    /// An ES256 key pair made on the spot; an API gets only the public
+    /// half, usually as a PEM file:
+    ///
+    /// ```
+    /// use aws_lc_rs::encoding::AsDer;
+    /// use aws_lc_rs::rand::SystemRandom;
+    /// use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    /// use tollgate_core::{Algorithm, VerifyingKey};
+    ///
+    /// let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)?;
+    /// let spki = pair.public_key().as_der()?;
+    /// let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref()));
+    /// assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    ///
+    /// let key = VerifyingKey::from_pem(pem.as_bytes(), Algorithm::ES256)?.with_kid("es-1");
+    /// let signature = pair.sign(&SystemRandom::new(), b"header.payload")?;
+    /// assert!(key.verify(b"header.payload", signature.as_ref()));
+    /// assert!(!key.verify(b"header.other", signature.as_ref()));
+    ///
+    /// // A P-256 key cannot be used for RS256.
+    /// assert!(VerifyingKey::from_pem(pem.as_bytes(), Algorithm::RS256).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_pem(pem_text: &[u8], alg: Algorithm) -> KeyResult<Self> {
         let block = pem::parse(pem_text).map_err(|e| invalid(format!("bad PEM: {e}")))?;
         match block.tag() {
@@ -149,6 +206,17 @@ impl VerifyingKey {
     /// # Errors
     ///
     /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
+    ///
+    /// ```
+    /// use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    /// use tollgate_core::{Algorithm, VerifyingKey};
+    ///
+    /// let pair = Ed25519KeyPair::generate()?;
+    /// let key = VerifyingKey::from_der(pair.public_key().as_ref(), Algorithm::EdDSA)?;
+    /// let signature = pair.sign(b"header.payload");
+    /// assert!(key.verify(b"header.payload", signature.as_ref()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_der(der: &[u8], alg: Algorithm) -> KeyResult<Self> {
         match alg.family() {
             Family::Hmac => Err(invalid(format!(
@@ -179,7 +247,24 @@ impl VerifyingKey {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
+    /// [`ConfigError::InvalidKey`] naming what is wrong with the key, e.g.
+    /// a modulus under [`MIN_RSA_BITS`].
+    ///
+    /// ```
+    /// use aws_lc_rs::rsa::{KeyPair, KeySize};
+    /// use aws_lc_rs::signature::KeyPair as _;
+    /// use tollgate_core::{Algorithm, VerifyingKey};
+    ///
+    /// let pair = KeyPair::generate(KeySize::Rsa2048)?;
+    /// let (n, e) = (pair.public_key().modulus(), pair.public_key().exponent());
+    /// let key = VerifyingKey::from_rsa_components(
+    ///     n.big_endian_without_leading_zero(),
+    ///     e.big_endian_without_leading_zero(),
+    ///     Algorithm::PS256,
+    /// )?;
+    /// assert_eq!(key.algorithm(), Algorithm::PS256);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_rsa_components(n: &[u8], e: &[u8], alg: Algorithm) -> KeyResult<Self> {
         if alg.family() != Family::Rsa {
             return Err(invalid(format!("{alg} is not an RSA algorithm")));
@@ -243,6 +328,22 @@ impl VerifyingKey {
     /// # Errors
     ///
     /// [`ConfigError::InvalidKey`] naming what is wrong with the key.
+    ///
+    /// ```
+    /// use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    /// use tollgate_core::{Jwk, JwkTrust, VerifyingKey};
+    ///
+    /// # let secret = [7u8; 32];
+    /// let jwk: Jwk = serde_json::from_value(serde_json::json!({
+    ///     "kty": "oct", "alg": "HS256", "kid": "local-1",
+    ///     "k": URL_SAFE_NO_PAD.encode(secret),
+    /// }))?;
+    /// let key = VerifyingKey::from_jwk(&jwk, JwkTrust::Local)?;
+    /// assert_eq!(key.kid(), Some("local-1"));
+    /// // A shared secret published in a fetched JWKS would let anyone mint tokens.
+    /// assert!(VerifyingKey::from_jwk(&jwk, JwkTrust::Remote).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_jwk(jwk: &Jwk, trust: JwkTrust) -> KeyResult<Self> {
         if let Some(u) = &jwk.use_
             && u != "sig"
@@ -321,6 +422,8 @@ impl VerifyingKey {
 }
 
 /// Where a JWK comes from, which decides what it may be.
+///
+/// See [`VerifyingKey::from_jwk`] for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwkTrust {
@@ -331,6 +434,18 @@ pub enum JwkTrust {
 }
 
 /// A JSON Web Key (RFC 7517), the members Tollgate reads.
+///
+/// ```
+/// use tollgate_core::{Algorithm, Jwk, JwkTrust, VerifyingKey};
+///
+/// // An Ed25519 public key (RFC 8037 §A.2).
+/// let jwk: Jwk = serde_json::from_str(r#"{"kty":"OKP","crv":"Ed25519","kid":"ed-1",
+///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+/// assert_eq!(jwk.kid.as_deref(), Some("ed-1"));
+/// let key = VerifyingKey::from_jwk(&jwk, JwkTrust::Remote)?;
+/// assert_eq!(key.algorithm(), Algorithm::EdDSA);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[non_exhaustive]
 pub struct Jwk {
@@ -403,6 +518,21 @@ pub struct SkippedKey {
 /// # Errors
 ///
 /// [`ConfigError::InvalidKey`] when the document is not a JWKS.
+///
+/// ```
+/// use tollgate_core::{JwkTrust, parse_jwks};
+///
+/// let jwks = br#"{"keys": [
+///     {"kty": "EC", "kid": "broken", "crv": "P-256", "x": "AA", "y": "AA"},
+///     {"kty": "oct", "kid": "secret", "alg": "HS256", "k": "AAAA"}
+/// ]}"#;
+/// let (keys, skipped) = parse_jwks(jwks, JwkTrust::Remote)?;
+/// assert!(keys.is_empty());
+/// assert_eq!(skipped.len(), 2);
+/// assert_eq!(skipped[0].kid.as_deref(), Some("broken"));
+/// assert!(parse_jwks(b"[]", JwkTrust::Remote).is_err()); // not a JWKS at all
+/// # Ok::<(), tollgate_core::ConfigError>(())
+/// ```
 pub fn parse_jwks(
     document: &[u8],
     trust: JwkTrust,

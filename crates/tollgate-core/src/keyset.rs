@@ -52,6 +52,26 @@ impl KeySet {
     ///
     /// [`ConfigError::InvalidKey`](crate::ConfigError::InvalidKey) when the
     /// document is not a JWKS.
+    ///
+    /// ```
+    /// use tollgate_core::{KeySet, TrustedIssuer};
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("tollgate-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("jwks.json");
+    /// # std::fs::write(&path, format!(r#"{{"keys":[{{"kty":"oct","kid":"k1","alg":"HS256","k":"{}"}}]}}"#,
+    /// #     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32])))?;
+    /// // A JWKS file shipped with the service's configuration:
+    /// let (keys, skipped) = KeySet::from_jwks(&std::fs::read(&path)?)?;
+    /// for key in &skipped {
+    ///     eprintln!("key {:?} not loaded: {}", key.kid, key.reason);
+    /// }
+    /// assert_eq!(keys.len(), 1);
+    /// let issuer = TrustedIssuer::new("https://issuer.example").audience("api").keys(keys);
+    /// # let _ = issuer;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_jwks(
         document: &[u8],
     ) -> std::result::Result<(KeySet, Vec<SkippedKey>), crate::ConfigError> {

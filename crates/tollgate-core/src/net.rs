@@ -10,6 +10,16 @@ use crate::error::Error;
 
 /// An address range: an address and a prefix length (`/32` or `/128` for
 /// one address). IPv4-mapped IPv6 addresses compare as IPv4.
+///
+/// ```
+/// use tollgate_core::policy::IpNet;
+///
+/// let office: IpNet = "203.0.113.0/24".parse()?;
+/// assert!(office.contains("203.0.113.9".parse()?));
+/// assert!(office.contains("::ffff:203.0.113.9".parse()?)); // IPv4-mapped
+/// assert!(!office.contains("198.51.100.1".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpNet(ipnet::IpNet);
 

@@ -30,6 +30,14 @@ const RETRY_AFTER_SECS: &str = "5";
 /// The `WWW-Authenticate` value for an error: a bare `Bearer` challenge
 /// (with realm) when no token was sent, otherwise with `error` and
 /// `error_description`. `None` for errors that are not the client's.
+///
+/// ```
+/// use tollgate_core::{Error, www_authenticate};
+///
+/// let bare = www_authenticate(&Error::MissingToken, Some("api")).unwrap();
+/// assert_eq!(bare, "Bearer realm=\"api\"");
+/// assert!(www_authenticate(&Error::KeysUnavailable, None).is_none());
+/// ```
 pub fn www_authenticate(err: &Error, realm: Option<&str>) -> Option<HeaderValue> {
     let mut v = String::from("Bearer");
     let mut sep = " ";
@@ -69,6 +77,15 @@ fn push_param(out: &mut String, name: &str, value: &str) {
 }
 
 /// The RFC 9457 problem body: `type`, `title`, `status`, `detail`, `code`.
+///
+/// ```
+/// let body: serde_json::Value = serde_json::from_str(&tollgate_core::problem_json(
+///     &tollgate_core::Error::InvalidSignature,
+/// ))?;
+/// assert_eq!(body["status"], 401);
+/// assert_eq!(body["code"], "invalid_signature");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 pub fn problem_json(err: &Error) -> String {
     let status = err.status();
     serde_json::json!({
@@ -84,6 +101,31 @@ pub fn problem_json(err: &Error) -> String {
 /// The whole answer for a rejected request: status, challenge,
 /// `Retry-After` for temporary failures, `Cache-Control: no-store`, and the
 /// problem body.
+///
+/// # Examples
+///
+/// An application that verifies tokens itself and answers as the
+/// framework layers do:
+///
+/// ```
+/// use tollgate_core::{Authenticator, BearerExtractor, error_response};
+///
+/// fn check(auth: &Authenticator, req: &http::Request<()>) -> Result<(), http::Response<String>> {
+///     let token = BearerExtractor::new()
+///         .extract(req.headers(), req.uri())
+///         .map_err(|e| error_response(&e, Some("api")))?;
+///     auth.verify_now(&token).map_err(|e| error_response(&e, Some("api")))?;
+///     Ok(())
+/// }
+/// # let auth = Authenticator::builder().issuer(tollgate_core::TrustedIssuer::new("https://issuer.example")
+/// #     .audience("api").key(tollgate_core::VerifyingKey::hmac(&[7; 32], tollgate_core::Algorithm::HS256).unwrap()))
+/// #     .build().unwrap();
+///
+/// let denied = check(&auth, &http::Request::new(())).unwrap_err();
+/// assert_eq!(denied.status(), 401);
+/// assert_eq!(denied.headers()["www-authenticate"], "Bearer realm=\"api\"");
+/// assert_eq!(denied.headers()["content-type"], "application/problem+json");
+/// ```
 pub fn error_response(err: &Error, realm: Option<&str>) -> Response<String> {
     let mut resp = Response::new(problem_json(err));
     *resp.status_mut() = err.status();

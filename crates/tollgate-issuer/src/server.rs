@@ -51,6 +51,62 @@ impl Settings {
 
 /// The token server: keys, clients, the store, and the verifier its
 /// introspection and revocation endpoints use.
+///
+/// Its store is where `/connect/revocation` (and
+/// [`revoke_client_tokens`](Self::revoke_client_tokens)) write: an API
+/// refuses a revoked token, and counts a token's credits together with
+/// the other APIs, only when its policies use that same store (across
+/// processes, one Redis: `tollgate-redis`'s `RedisStore`).
+///
+/// # Examples
+///
+/// The server and an API in one process, sharing a store:
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+/// use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies, RevocationStore, Store};
+/// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer};
+/// use tollgate_issuer::{Client, KeyRing, MintRequest, Settings, TokenServer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// let ring = KeyRing::ephemeral(Algorithm::ES256)?;
+/// let api_keys = ring.key_set()?; // an API in another process reads the JWKS URL instead
+/// let (client, _secret) = Client::generate("shop", vec!["https://api.example".into()], vec![]);
+/// let server = TokenServer::new(
+///     Settings::new("https://auth.example"),
+///     ring,
+///     vec![client.clone()],
+///     store.clone(),
+/// )?;
+///
+/// let api = Gate::new(Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://auth.example").audience("https://api.example").keys(api_keys))
+///     .policies(Policies::new(store.clone()).credits(Credits::new()).ip_binding(IpBinding::new()))
+///     .build()?);
+///
+/// // A token worth 5 credits for one of the client's users.
+/// let minted = server.mint(&client, &MintRequest {
+///     restricted: true,
+///     credits: Some(5),
+///     subject: Some("alice".into()),
+///     ..MintRequest::default()
+/// })?;
+/// let req = http::Request::get("/").header("authorization", format!("Bearer {}", minted.token)).body(())?;
+/// let ask = || match api.decide(&HttpRequest::new(&req, None)) {
+///     Decision::Accepted(admitted) => Ok(admitted.token.end_user().map(str::to_owned)),
+///     Decision::Rejected(rejection) => Err(rejection.error),
+///     _ => unreachable!("the memory store answers at once"),
+/// };
+/// assert_eq!(ask(), Ok(Some("alice".to_owned())));
+///
+/// // What `POST /connect/revocation` does with the token:
+/// server.store().revoke(&server.settings().issuer, &minted.jti, minted.expires_at).await?;
+/// assert_eq!(ask(), Err(Error::Revoked));
+/// # Ok(()) }
+/// ```
 pub struct TokenServer {
     pub(crate) settings: Settings,
     pub(crate) ring: RwLock<KeyRing>,

@@ -14,6 +14,21 @@ use crate::scripts::{
 use crate::{RedisStore, store_error};
 
 /// Builds a [`RedisStore`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tollgate_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), tollgate_core::policy::StoreError> {
+/// let store = RedisStore::builder("redis://redis.internal:6379/0")
+///     .prefix("tollgate")
+///     .response_timeout(Duration::from_millis(250))
+///     // unmetered tokens: a revocation elsewhere is seen up to 2 s late
+///     .not_revoked_cache(Duration::from_secs(2))
+///     .connect()
+///     .await?;
+/// # let _ = store; Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {

@@ -75,6 +75,31 @@ use tollgate_core::policy::{
 
 /// Credits and revocations in Redis, shared by every API instance that uses
 /// the same Redis and prefix.
+///
+/// Point the APIs and `tollgate serve` (`[store] kind = "redis"`, same
+/// `url`, same `prefix`) at one Redis, and a token revoked at the token
+/// server is refused by every API at its next request, and a token's
+/// credits count down across all of them. An API with a store of its own
+/// (memory, SQLite) sees neither.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tollgate_core::policy::{Credits, IpBinding, Policies};
+/// use tollgate_core::{Authenticator, TrustedIssuer};
+/// use tollgate_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// // The Redis of the token server's `[store]`, and its prefix (default `tollgate`).
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/").prefix("tollgate").connect().await?;
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("http://127.0.0.1:8080").audience("tollgate-demo")
+///         .jwks_url("http://127.0.0.1:8080/.well-known/jwks.json"))
+///     .policies(Policies::new(Arc::new(store)).credits(Credits::new()).ip_binding(IpBinding::new()))
+///     .build()?;
+/// # let _ = auth; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     pub(crate) conn: ConnectionManager,

@@ -123,6 +123,31 @@ pub struct Stats {
 ///
 /// Dropping the store (or [`close`](Self::close)) lets the writer finish
 /// what is queued, closes the database and joins the writer thread.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::policy::{RevocationStore, TokenRef};
+/// use tollgate_sqlite::SqliteStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("tollgate-sqlite-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("tollgate.db");
+/// let store = SqliteStore::open(&path)?;
+/// store.revoke("https://issuer.example", "t-1", 4_102_444_800).await?;
+/// store.close()?;
+///
+/// // The revocation survived the restart.
+/// let store = SqliteStore::open(&path)?;
+/// let token = TokenRef { issuer: "https://issuer.example", token_id: Some("t-1"), subject: None,
+///     client_id: None, issued_at: None, expires_at: 4_102_444_800 };
+/// assert!(store.is_revoked(token).await?);
+/// # store.close()?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub struct SqliteStore {
     pub(crate) tx: Option<Sender<Request>>,
     pub(crate) thread: Option<JoinHandle<()>>,

@@ -71,6 +71,22 @@ impl std::fmt::Debug for AuthenticatorBuilder {
 impl AuthenticatorBuilder {
     /// Trusts an issuer. Several issuers may be added; a token is matched to
     /// one by its exact `iss`.
+    ///
+    /// ```
+    /// use tollgate_core::{Authenticator, TrustedIssuer};
+    ///
+    /// // Tokens of the company's login and of a partner's, each with its own keys.
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://login.example.com")
+    ///         .audience("https://api.example.com")
+    ///         .jwks_url("https://login.example.com/.well-known/jwks.json"))
+    ///     .issuer(TrustedIssuer::new("https://sso.partner.example")
+    ///         .audience("https://api.example.com")
+    ///         .discovery_url("https://sso.partner.example/.well-known/openid-configuration"))
+    ///     .build()?;
+    /// # let _ = auth;
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
     pub fn issuer(mut self, issuer: TrustedIssuer) -> Self {
         self.issuers.push(issuer);
         self
@@ -79,6 +95,26 @@ impl AuthenticatorBuilder {
     /// Applies [`Policies`] (revocation, credits, address binding) to every
     /// request, verified-token cache hits included. The request gate runs
     /// them; see [`policy`](crate::policy).
+    ///
+    /// Revocations and spent credits live in the store: only services that
+    /// share one store (the token server included) see each other's. A
+    /// [`MemoryStore`](crate::policy::MemoryStore) is this process's alone.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate_core::policy::{Credits, IpBinding, MemoryStore, Policies};
+    /// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+    ///
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+    ///     .policies(Policies::new(Arc::new(MemoryStore::new()))
+    ///         .credits(Credits::new())
+    ///         .ip_binding(IpBinding::new()))
+    ///     .build()?;
+    /// assert!(auth.policies().is_some());
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
     pub fn policies(mut self, policies: Policies) -> Self {
         self.policies = Some(policies);
         self
@@ -89,6 +125,35 @@ impl AuthenticatorBuilder {
     /// handler runs. Without it, `C` is read when a handler first asks for
     /// it ([`Verified::claims`]), with the same answer. May be called for
     /// several types.
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Plan {
+    ///     tier: String,
+    /// }
+    ///
+    /// let secret = [7u8; 32];
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .check_claims::<Plan>()
+    ///     .build()?;
+    ///
+    /// let gold = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800,"tier":"gold"}"#);
+    /// assert_eq!(auth.verify_now(&gold)?.claims::<Plan>()?.tier, "gold");
+    ///
+    /// let no_tier = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800}"#);
+    /// assert_eq!(auth.verify_now(&no_tier).unwrap_err().code(), "invalid_claim");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_claims<C>(mut self) -> Self
     where
         C: DeserializeOwned + Send + Sync + 'static,
@@ -103,6 +168,29 @@ impl AuthenticatorBuilder {
     /// `unenforced_claim`: a token worth 10 credits or bound to one address
     /// must not become unlimited or usable anywhere at an API that forgot
     /// the policy. Use it only where the restriction truly does not apply.
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// let secret = [7u8; 32];
+    /// let issuer = TrustedIssuer::new("https://issuer.example").audience("api")
+    ///     .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?);
+    /// let bound = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800,"ip":"192.0.2.7"}"#);
+    ///
+    /// let strict = Authenticator::builder().issuer(issuer.clone()).build()?;
+    /// assert_eq!(strict.verify_now(&bound).unwrap_err(), Error::UnenforcedClaim("ip".into()));
+    ///
+    /// // An internal tool that only reads tokens, enforcing nothing:
+    /// let lenient = Authenticator::builder().issuer(issuer).accept_unenforced_claim("ip").build()?;
+    /// assert!(lenient.verify_now(&bound).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn accept_unenforced_claim(mut self, name: impl Into<String>) -> Self {
         self.unenforced_accepted.push(name.into());
         self
@@ -134,6 +222,32 @@ impl AuthenticatorBuilder {
     /// The clock that `exp`, `nbf` and `iat` are checked against. Default:
     /// [`SystemClock`](crate::SystemClock). Tests of time rules pass a
     /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tollgate_core::{Algorithm, Authenticator, Error, ManualClock, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// let secret = [7u8; 32];
+    /// let clock = Arc::new(ManualClock::at_secs(1_800_000_000));
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .leeway(Duration::ZERO)
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":1800000060}"#);
+    /// assert!(auth.verify_now(&token).is_ok());
+    /// clock.advance(Duration::from_secs(61));
+    /// assert_eq!(auth.verify_now(&token).unwrap_err(), Error::Expired); // cached or not
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -149,6 +263,28 @@ impl AuthenticatorBuilder {
     /// not a URL or not `https` (plain `http` is for loopback hosts, or with
     /// [`RemoteOptions::allow_insecure_http`](crate::RemoteOptions::allow_insecure_http));
     /// [`ConfigError::HttpClient`] when the HTTP client cannot be built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tollgate_core::{Authenticator, ConfigError, TrustedIssuer};
+    ///
+    /// // `aud` is always checked, so an issuer without an audience is a mistake.
+    /// let err = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example")
+    ///         .jwks_url("https://issuer.example/jwks.json"))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ConfigError::Invalid(_)));
+    ///
+    /// // Keys over plain http from another host could be swapped on the way.
+    /// let err = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .jwks_url("http://issuer.example/jwks.json"))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.code(), "invalid_configuration");
+    /// ```
     pub fn build(self) -> std::result::Result<Authenticator, ConfigError> {
         if self.issuers.is_empty() {
             return Err(ConfigError::Invalid("no issuer configured".into()));

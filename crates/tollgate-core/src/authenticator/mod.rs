@@ -96,6 +96,40 @@ pub(super) struct Inner {
 /// checked on every hit, and an entry stops counting once its key leaves the
 /// key set or the issuer's keys become unusable. Turn it off with
 /// [`AuthenticatorBuilder::without_cache`].
+///
+/// # Examples
+///
+/// One issuer with an HS256 secret (use at least 32 random bytes from your
+/// configuration, never a constant); `hs256` stands for the issuer that
+/// signs the tokens:
+///
+/// ```
+/// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+/// # fn hs256(secret: &[u8], claims: &str) -> String {
+/// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+/// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+/// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+/// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+/// # }
+///
+/// let secret = [7u8; 32];
+/// let auth = Authenticator::builder()
+///     .issuer(
+///         TrustedIssuer::new("https://issuer.example")
+///             .audience("api")
+///             .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?),
+///     )
+///     .build()?;
+///
+/// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","sub":"alice","exp":4102444800}"#);
+/// let verified = auth.verify_now(&token)?;
+/// assert_eq!(verified.subject(), Some("alice"));
+///
+/// // Every check has its own error: here the audience is another API's.
+/// let other = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"billing","exp":4102444800}"#);
+/// assert_eq!(auth.verify_now(&other).unwrap_err(), Error::InvalidAudience);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Authenticator {
     pub(super) inner: Arc<Inner>,
@@ -125,6 +159,18 @@ pub(crate) type Step = std::result::Result<Result<Arc<Verified>>, Attempt>;
 impl Authenticator {
     /// A builder with no issuer yet, the verified-token cache on, no
     /// policies, and the system clock.
+    ///
+    /// ```
+    /// use tollgate_core::{Authenticator, TrustedIssuer};
+    ///
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://login.example.com")
+    ///         .audience("https://api.example.com")
+    ///         .discovery_url("https://login.example.com/.well-known/openid-configuration"))
+    ///     .build()?; // no network access yet
+    /// assert!(!auth.is_ready()); // keys are fetched by `ready()` or the first request
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
     pub fn builder() -> AuthenticatorBuilder {
         AuthenticatorBuilder {
             issuers: Vec::new(),
@@ -146,6 +192,24 @@ impl Authenticator {
     ///
     /// The first fetch error, e.g. an unreachable JWKS or a discovery
     /// document naming another issuer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tollgate_core::{Authenticator, TrustedIssuer};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://login.example.com")
+    ///         .audience("https://api.example.com")
+    ///         .jwks_url("https://login.example.com/.well-known/jwks.json"))
+    ///     .build()?;
+    /// // Refuse to start without keys rather than answer 503 to the first requests.
+    /// tokio::time::timeout(Duration::from_secs(10), auth.ready()).await??;
+    /// assert!(auth.is_ready());
+    /// # Ok(()) }
+    /// ```
     pub async fn ready(&self) -> Result<()> {
         for state in &self.inner.issuers {
             if let Keys::Remote(r) = &state.keys {
@@ -182,6 +246,35 @@ impl Authenticator {
     /// # Errors
     ///
     /// The [`Error`] of the first check that fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let secret = [7u8; 32];
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .build()?;
+    /// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":4102444800,"scope":"reports:read"}"#);
+    /// let verified = auth.verify(&token).await?;
+    /// assert!(verified.has_scope("reports:read"));
+    ///
+    /// match auth.verify("not-a-token").await {
+    ///     Err(e @ Error::MalformedToken(_)) => assert_eq!(e.status(), 401),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>> {
         let fetch = match self.verify_step(token) {
             Ok(done) => return done,
@@ -213,6 +306,27 @@ impl Authenticator {
     /// # Errors
     ///
     /// As [`verify`](Self::verify).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// let secret = [7u8; 32];
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .build()?;
+    /// let expired = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","exp":1000000000}"#);
+    /// assert_eq!(auth.verify_now(&expired).unwrap_err(), Error::Expired);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn verify_now(&self, token: &str) -> Result<Arc<Verified>> {
         self.verify_step(token)
             .unwrap_or(Err(Error::KeysUnavailable))

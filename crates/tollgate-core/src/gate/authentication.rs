@@ -17,6 +17,24 @@ use crate::error::Error;
 /// A request without either passed no gate.
 ///
 /// [`Gate::optional`]: super::Gate::optional
+///
+/// ```
+/// use tollgate_core::gate::{Authentication, ClaimsRejection};
+///
+/// // What a handler behind a gate does with a request's extensions.
+/// fn who(extensions: &http::Extensions) -> Result<String, ClaimsRejection> {
+///     let found = extensions.get::<Authentication>();
+///     Ok(match Authentication::optional_token(found)? {
+///         Some(token) => token.subject().unwrap_or("a client").to_owned(),
+///         None => "anonymous".to_owned(),
+///     })
+/// }
+///
+/// let mut ext = http::Extensions::new();
+/// assert_eq!(who(&ext), Err(ClaimsRejection::MissingLayer)); // no gate ran: 500
+/// ext.insert(Authentication::Anonymous);
+/// assert_eq!(who(&ext).as_deref(), Ok("anonymous"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Authentication {
@@ -64,6 +82,14 @@ impl Authentication {
 }
 
 /// Why [`Claims`] or [`Scopes`] could not be had for a request.
+///
+/// ```
+/// use tollgate_core::gate::ClaimsRejection;
+///
+/// let answer = ClaimsRejection::MissingLayer.response();
+/// assert_eq!(answer.status(), 500); // a server mistake, never a silent 401
+/// assert_eq!(ClaimsRejection::Unauthenticated.error().code(), "missing_token");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClaimsRejection {
@@ -118,6 +144,26 @@ impl std::error::Error for ClaimsRejection {
 /// the verified-token cache is not read again). Derefs to [`Verified`].
 ///
 /// The framework crates wrap it in their extractors.
+///
+/// ```
+/// use tollgate_core::gate::{Authentication, Claims, ClaimsRejection};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Plan {
+///     tier: String,
+/// }
+///
+/// fn tier(extensions: &http::Extensions) -> Result<String, ClaimsRejection> {
+///     let claims = Claims::<Plan>::from_authentication(extensions.get::<Authentication>())?;
+///     Ok(format!("{} is on {}", claims.subject().unwrap_or("?"), claims.claims().tier))
+/// }
+///
+/// let mut ext = http::Extensions::new();
+/// ext.insert(Authentication::Anonymous);
+/// let rejection = tier(&ext).unwrap_err();
+/// assert_eq!(rejection, ClaimsRejection::Unauthenticated);
+/// assert_eq!(rejection.status(), 401);
+/// ```
 pub struct Claims<C = NoClaims> {
     token: Arc<Verified>,
     claims: Arc<C>,
@@ -201,6 +247,20 @@ impl<C> Claims<C> {
 }
 
 /// The scopes of a request's token.
+///
+/// ```
+/// use tollgate_core::gate::{Authentication, ClaimsRejection, Scopes};
+///
+/// fn may_export(extensions: &http::Extensions) -> Result<bool, ClaimsRejection> {
+///     let scopes = Scopes::from_authentication(extensions.get::<Authentication>())?;
+///     Ok(scopes.contains("reports:export"))
+/// }
+/// # assert!(may_export(&http::Extensions::new()).is_err());
+/// ```
+///
+/// To refuse a route to tokens without a scope, use the scope layers
+/// (`RequireScopeLayer`, actix's `RequireScope`), which answer 403 with
+/// the challenge RFC 6750 asks for.
 #[derive(Clone)]
 pub struct Scopes(Arc<Verified>);
 

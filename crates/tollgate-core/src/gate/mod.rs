@@ -80,6 +80,30 @@ struct Config {
 /// Defaults: a token is required, only the `Authorization` header is read,
 /// CORS preflights are authenticated like any request, no realm, Tollgate's
 /// own error answers. Cloning is cheap.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+/// use tollgate_core::{Algorithm, Authenticator, BearerExtractor, TrustedIssuer, VerifyingKey};
+///
+/// let auth = Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+///     .build()?;
+/// let gate = Gate::new(auth)
+///     .extractor(BearerExtractor::new().cookie("access_token"))
+///     .allow_preflight()
+///     .realm("api");
+///
+/// let no_token = http::Request::get("/reports").body(())?;
+/// let Decision::Rejected(rejection) = gate.decide(&HttpRequest::new(&no_token, None)) else {
+///     unreachable!()
+/// };
+/// assert_eq!(rejection.response.status(), 401);
+/// assert_eq!(rejection.response.headers()["www-authenticate"], "Bearer realm=\"api\"");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct Gate {
@@ -142,6 +166,35 @@ impl Gate {
     /// the gate: it answers preflights itself, or adds its headers to this
     /// answer. Without this setting a preflight needs a token like any
     /// request.
+    ///
+    /// Browsers send a preflight without credentials before a cross-origin
+    /// request that carries `Authorization`; without this setting it gets a
+    /// 401, and the browser never sends the real request.
+    ///
+    /// ```
+    /// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+    /// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+    ///
+    /// let auth = Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+    ///     .build()?;
+    /// let preflight = http::Request::options("/reports")
+    ///     .header("origin", "https://app.example")
+    ///     .header("access-control-request-method", "GET")
+    ///     .header("access-control-request-headers", "authorization")
+    ///     .body(())?;
+    ///
+    /// let strict = Gate::new(auth.clone());
+    /// assert!(matches!(strict.decide(&HttpRequest::new(&preflight, None)), Decision::Rejected(_)));
+    ///
+    /// let cors = Gate::new(auth).allow_preflight();
+    /// let Decision::Preflight(answer) = cors.decide(&HttpRequest::new(&preflight, None)) else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(answer.status(), 204);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn allow_preflight(mut self) -> Self {
         self.config_mut().preflight = true;
         self
@@ -156,6 +209,29 @@ impl Gate {
     /// Replaces the error answer (status, headers, body). The hook receives
     /// the error and Tollgate's answer; the [`Error`] still travels with
     /// the [`Rejection`].
+    ///
+    /// ```
+    /// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+    /// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+    ///
+    /// # let auth = Authenticator::builder()
+    /// #     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    /// #         .key(VerifyingKey::hmac(&[7; 32], Algorithm::HS256)?))
+    /// #     .build()?;
+    /// // The API's own error format, keeping status and headers.
+    /// let gate = Gate::new(auth).on_error(|err: &Error, mut answer| {
+    ///     *answer.body_mut() = format!(r#"{{"error":"{}"}}"#, err.code());
+    ///     answer.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    ///     answer
+    /// });
+    /// let req = http::Request::get("/").body(())?;
+    /// let Decision::Rejected(rejection) = gate.decide(&HttpRequest::new(&req, None)) else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(rejection.response.body(), r#"{"error":"missing_token"}"#);
+    /// assert_eq!(rejection.error, Error::MissingToken);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_error<F>(mut self, hook: F) -> Self
     where
         F: Fn(&Error, Response<String>) -> Response<String> + Send + Sync + 'static,
@@ -172,6 +248,37 @@ impl Gate {
     /// Decides about a request: extract, verified-token cache, verify,
     /// policies. Answers at once unless keys must be fetched or the store
     /// must be awaited ([`Decision::Pending`]).
+    ///
+    /// See the [module documentation](self) for a whole adapter.
+    ///
+    /// ```
+    /// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+    /// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+    /// # fn hs256(secret: &[u8], claims: &str) -> String {
+    /// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+    /// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+    /// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    /// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let secret = [7u8; 32];
+    /// let gate = Gate::new(Authenticator::builder()
+    ///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+    ///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+    ///     .build()?);
+    /// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","sub":"alice","exp":4102444800}"#);
+    /// let req = http::Request::get("/").header("authorization", format!("Bearer {token}")).body(())?;
+    /// let decision = match gate.decide(&HttpRequest::new(&req, Some("127.0.0.1".parse()?))) {
+    ///     Decision::Pending(later) => later.await.into(), // remote keys, network stores
+    ///     now => now,
+    /// };
+    /// let Decision::Accepted(admitted) = decision else { unreachable!() };
+    /// assert_eq!(admitted.token.subject(), Some("alice"));
+    /// assert!(admitted.meter.is_none()); // not a metered token
+    /// # Ok(()) }
+    /// ```
     pub fn decide<R: RequestView>(&self, req: &R) -> Decision {
         let config = &*self.config;
         if config.preflight && req.is_preflight() {
@@ -296,6 +403,10 @@ impl Gate {
 }
 
 /// What the gate decided about a request.
+///
+/// Every variant but [`Pending`](Decision::Pending) is final; a pending one
+/// becomes final when awaited (`later.await.into()`, see
+/// [`Gate::decide`]).
 #[must_use]
 pub enum Decision {
     /// A CORS preflight under [`Gate::allow_preflight`]: answer with this

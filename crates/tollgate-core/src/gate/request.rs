@@ -5,6 +5,50 @@ use std::net::IpAddr;
 /// A request as the gate sees it. Each framework adapter implements it for
 /// its own request type (`http` 1 for tower and axum, `http` 0.2 for
 /// actix-web); header names are lowercase.
+///
+/// # Examples
+///
+/// A request type of another framework:
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tollgate_core::gate::RequestView;
+///
+/// struct MyRequest {
+///     method: String,
+///     path: String,
+///     query: Option<String>,
+///     headers: Vec<(String, Vec<u8>)>, // lowercase names
+///     peer: Option<IpAddr>,
+/// }
+///
+/// impl RequestView for MyRequest {
+///     fn method(&self) -> &str {
+///         &self.method
+///     }
+///     fn path(&self) -> &str {
+///         &self.path
+///     }
+///     fn query(&self) -> Option<&str> {
+///         self.query.as_deref()
+///     }
+///     fn header_values(&self, name: &'static str) -> impl Iterator<Item = &[u8]> {
+///         self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+///     }
+///     fn peer(&self) -> Option<IpAddr> {
+///         self.peer
+///     }
+/// }
+///
+/// let preflight = MyRequest {
+///     method: "OPTIONS".into(),
+///     path: "/reports".into(),
+///     query: None,
+///     headers: vec![("access-control-request-method".into(), b"GET".to_vec())],
+///     peer: None,
+/// };
+/// assert!(preflight.is_preflight());
+/// ```
 pub trait RequestView {
     /// The method, e.g. `GET`.
     fn method(&self) -> &str;
@@ -82,6 +126,15 @@ impl RequestView for RequestFacts {
 
 /// An `http` 1 request, with the peer address found by `peer`: what the
 /// tower adapter hands the gate.
+///
+/// ```
+/// use tollgate_core::gate::{HttpRequest, RequestView};
+///
+/// let req = http::Request::get("/reports?page=2").body(())?;
+/// let view = HttpRequest::new(&req, Some("192.0.2.1".parse()?));
+/// assert_eq!((view.path(), view.query()), ("/reports", Some("page=2")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct HttpRequest<'r, B> {
     request: &'r http::Request<B>,

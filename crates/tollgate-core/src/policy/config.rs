@@ -46,6 +46,23 @@ pub enum ChargeMode {
 /// Credit metering: a token carrying an allowance claim (a number or a
 /// numeric string) pays for each request out of it. Tokens without the
 /// claim are not metered.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::policy::Credits;
+///
+/// // Exports cost 10, everything else 1; a failed request costs nothing
+/// // (5xx, and 409 here, are refunded).
+/// let credits = Credits::new()
+///     .cost_fn(|req| if req.path.starts_with("/export") { 10 } else { 1 })
+///     .charge_on_success()
+///     .refund_when(|status| status.is_server_error() || status == 409);
+/// # let _ = credits;
+/// ```
+///
+/// A route's own price is set on the route (`ChargeLayer::cost`, actix's
+/// `Charge::cost`).
 #[derive(Clone)]
 #[must_use]
 pub struct Credits {
@@ -138,6 +155,22 @@ impl Credits {
 /// Client address binding: a token carrying the address claim (one address
 /// or a list of addresses and CIDR ranges, IPv4 and IPv6) is accepted only
 /// from those addresses. Tokens without the claim are not bound.
+///
+/// The client is the connection's peer: serve with connection info (axum's
+/// `into_make_service_with_connect_info::<SocketAddr>()`), else a bound
+/// token gets 500.
+///
+/// ```
+/// use tollgate_core::policy::{ForwardedHeader, IpBinding};
+///
+/// // Behind a load balancer in 10.0.0.0/8 that writes `Forwarded`.
+/// let binding = IpBinding::new()
+///     .trusted_proxies(["10.0.0.0/8", "fd00::/8"])?
+///     .forwarded_header(ForwardedHeader::Forwarded);
+/// assert!(IpBinding::new().trusted_proxies(["not-an-address"]).is_err());
+/// # let _ = binding;
+/// # Ok::<(), tollgate_core::policy::BadIpNet>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct IpBinding {

@@ -15,6 +15,17 @@ use crate::net::IpNet;
 /// the default reads both and, when both are present, requires them to
 /// name the same client, which no client can arrange against a proxy that
 /// always writes its own.
+///
+/// ```
+/// use tollgate_core::policy::{ForwardedHeader, IpBinding};
+///
+/// // nginx with `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;`
+/// let binding = IpBinding::new()
+///     .trusted_proxies(["127.0.0.1"])?
+///     .forwarded_header(ForwardedHeader::XForwardedFor);
+/// # let _ = binding;
+/// # Ok::<(), tollgate_core::policy::BadIpNet>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ForwardedHeader {

@@ -22,13 +22,55 @@ pub(crate) const DEFAULT_GRACE: i64 = 300;
 ///
 /// For one process. Several API instances need a shared store (Redis); a
 /// single node that must survive restarts needs a durable one (SQLite).
+/// A token revoked at a token server with its own store still passes an
+/// API that uses a `MemoryStore`: revocations reach only the services
+/// that share the store they were written to.
+///
+/// # Examples
+///
+/// Two APIs of one process over one store agree on a token's credits and
+/// on its revocation:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tollgate_core::policy::{MemoryStore, Store};
+/// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+/// use tollgate_core::policy::{Credits, MemoryStore, Policies, RevocationStore};
+/// use tollgate_core::{Algorithm, Authenticator, Error, TrustedIssuer, VerifyingKey};
+/// # fn hs256(secret: &[u8], claims: &str) -> String {
+/// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+/// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+/// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+/// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+/// # }
 ///
-/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-/// # let _ = store;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let secret = [7u8; 32];
+/// let store = Arc::new(MemoryStore::new());
+/// let api = || -> Result<Gate, tollgate_core::ConfigError> {
+///     Ok(Gate::new(Authenticator::builder()
+///         .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///             .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+///         .policies(Policies::new(store.clone()).credits(Credits::new()))
+///         .build()?))
+/// };
+/// let (a, b) = (api()?, api()?);
+///
+/// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","jti":"t-1","exp":4102444800,"credits":2}"#);
+/// let req = http::Request::get("/").header("authorization", format!("Bearer {token}")).body(())?;
+/// let ask = |gate: &Gate| match gate.decide(&HttpRequest::new(&req, None)) {
+///     Decision::Accepted(_) => Ok(()),
+///     Decision::Rejected(rejection) => Err(rejection.error),
+///     _ => unreachable!("the memory store answers at once"),
+/// };
+///
+/// assert_eq!(ask(&a), Ok(()));
+/// assert_eq!(ask(&b), Ok(())); // the second and last credit
+/// assert_eq!(ask(&a), Err(Error::CreditsExhausted { limit: 2, remaining: 0 }));
+///
+/// store.revoke("https://issuer.example", "t-1", 4_102_444_800).await?;
+/// assert_eq!(ask(&b), Err(Error::Revoked));
+/// # Ok(()) }
 /// ```
 pub struct MemoryStore {
     grace: i64,

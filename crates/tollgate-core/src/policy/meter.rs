@@ -19,6 +19,44 @@ use crate::error::{Error, Result};
 /// Framework layers put it in the request; a route-level cost adjusts the
 /// charge, a failed request is refunded, and the response carries
 /// `Credits-Limit` and `Credits-Remaining`.
+///
+/// # Examples
+///
+/// What a framework layer does with it, charging on success:
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_core::gate::{Decision, Gate, HttpRequest};
+/// use tollgate_core::policy::{Credits, MemoryStore, Policies};
+/// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};
+/// # fn hs256(secret: &[u8], claims: &str) -> String {
+/// #     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+/// #     let input = format!("{}.{}", B64.encode(r#"{"alg":"HS256"}"#), B64.encode(claims));
+/// #     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+/// #     format!("{input}.{}", B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes())))
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let secret = [7u8; 32];
+/// let gate = Gate::new(Authenticator::builder()
+///     .issuer(TrustedIssuer::new("https://issuer.example").audience("api")
+///         .key(VerifyingKey::hmac(&secret, Algorithm::HS256)?))
+///     .policies(Policies::new(Arc::new(MemoryStore::new()))
+///         .credits(Credits::new().cost(3).charge_on_success()))
+///     .build()?);
+/// let token = hs256(&secret, r#"{"iss":"https://issuer.example","aud":"api","jti":"m-1","exp":4102444800,"credits":10}"#);
+/// let req = http::Request::get("/").header("authorization", format!("Bearer {token}")).body(())?;
+/// let Decision::Accepted(admitted) = gate.decide(&HttpRequest::new(&req, None)) else { unreachable!() };
+/// let meter = admitted.meter.expect("the token carries credits");
+/// assert_eq!((meter.limit(), meter.charged(), meter.remaining()), (10, 3, 7));
+///
+/// // The handler failed: the reserved credits go back.
+/// meter.settle(http::StatusCode::INTERNAL_SERVER_ERROR, false).wait().await?;
+/// assert_eq!(meter.charged(), 0);
+/// assert_eq!(meter.credit_headers(), [("credits-limit", 10), ("credits-remaining", 10)]);
+/// # Ok(()) }
+/// ```
 pub struct Meter {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) token: Arc<dyn TokenInfo>,

@@ -49,6 +49,30 @@ use crate::error::{Error, Result};
 /// The policies an [`Authenticator`](crate::Authenticator) applies after a
 /// token verified. Revocation is checked on every request (cache hits
 /// included) whenever a store is set.
+///
+/// Revocations and spent credits are the store's: a token revoked at the
+/// token server is refused by an API only when both use the same store, and
+/// a token's credits count once across API instances only when they share
+/// one. [`MemoryStore`] is one process's; several processes share a Redis
+/// (`tollgate-redis`'s `RedisStore`, and `[store] kind = "redis"` for
+/// `tollgate serve`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_core::policy::{Credits, ForwardedHeader, IpBinding, MemoryStore, Policies};
+///
+/// let policies = Policies::new(Arc::new(MemoryStore::new()))
+///     // tokens with a `credits` claim pay 2 per request
+///     .credits(Credits::new().cost(2))
+///     // tokens with an `ip` claim are served only there; behind one nginx
+///     .ip_binding(IpBinding::new()
+///         .trusted_proxies(["10.0.0.5"])?
+///         .forwarded_header(ForwardedHeader::XForwardedFor));
+/// # let _ = policies;
+/// # Ok::<(), tollgate_core::policy::BadIpNet>(())
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct Policies {
@@ -135,6 +159,25 @@ impl Policies {
     /// [`Error::MalformedForwarded`] when a trusted proxy's header cannot be
     /// read, [`Error::AddressMismatch`] when it hides the client or the two
     /// forwarding headers disagree.
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use std::sync::Arc;
+    /// use tollgate_core::policy::{IpBinding, MemoryStore, Policies};
+    ///
+    /// let policies = Policies::new(Arc::new(MemoryStore::new()))
+    ///     .ip_binding(IpBinding::new().trusted_proxies(["10.0.0.0/8"])?);
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.2".parse()?);
+    ///
+    /// // Through the proxies: the right-most address that is not one of them.
+    /// let client = policies.client_address("10.0.0.1".parse()?, &headers)?;
+    /// assert_eq!(client, "198.51.100.7".parse::<IpAddr>()?);
+    /// // From anywhere else the header is the client's own word, and ignored.
+    /// let client = policies.client_address("192.0.2.1".parse()?, &headers)?;
+    /// assert_eq!(client, "192.0.2.1".parse::<IpAddr>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr> {
         let values = |name| headers.get_all(name).into_iter().map(|v| v.as_bytes());
         self.client_address_from(peer, values("forwarded"), values("x-forwarded-for"))

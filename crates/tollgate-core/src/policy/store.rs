@@ -114,6 +114,33 @@ pub enum Verdict {
 /// Revocations: single tokens by (`iss`, `jti`) until their `exp`, and
 /// watermarks that revoke every token of a subject or client issued before a
 /// time.
+///
+/// Write revocations to the store the APIs read: a revocation in another
+/// store (the token server's own, say) is never seen by them.
+///
+/// # Examples
+///
+/// ```
+/// use tollgate_core::policy::{MemoryStore, Principal, RevocationStore, TokenRef};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tollgate_core::policy::StoreError> {
+/// let store = MemoryStore::new();
+/// let iss = "https://issuer.example";
+/// let now = 1_800_000_000;
+///
+/// // One leaked token, by its `jti`, until it would expire anyway:
+/// store.revoke(iss, "t-1", now + 600).await?;
+/// // Sign alice out everywhere: every token of hers issued up to now.
+/// store.revoke_issued_until(iss, Principal::Subject("alice"), now, now + 3600).await?;
+///
+/// let older = TokenRef { issuer: iss, token_id: Some("t-2"), subject: Some("alice"),
+///     client_id: None, issued_at: Some(now - 60), expires_at: now + 600 };
+/// let newer = TokenRef { issued_at: Some(now + 5), ..older };
+/// assert!(store.is_revoked(older).await?);
+/// assert!(!store.is_revoked(newer).await?);
+/// # Ok(()) }
+/// ```
 pub trait RevocationStore: Send + Sync + 'static {
     /// Revokes one token until `expires_at` (after which it is invalid anyway).
     fn revoke<'a>(

@@ -60,6 +60,17 @@ impl RemoteOptions {
     /// comes from another origin than the URL asked is refused (better
     /// give it `reqwest::redirect::Policy::none()` or a same-origin policy
     /// so the request never leaves).
+    ///
+    /// ```
+    /// use tollgate_core::RemoteOptions;
+    ///
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let options = RemoteOptions::new().client(http);
+    /// # let _ = options;
+    /// # Ok::<(), reqwest::Error>(())
+    /// ```
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
