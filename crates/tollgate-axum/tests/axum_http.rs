@@ -654,3 +654,64 @@ async fn restriction_claims_no_policy_enforces_are_refused_unless_accepted_by_na
         200
     );
 }
+
+/// `RequireClaimsLayer` on a route and on a whole router: 200 when the
+/// predicate holds, 403 `access_denied` when not, 401 first without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_checks_on_a_route_and_on_a_router() {
+    use tollgate_axum::RequireClaimsLayer;
+    use tollgate_core::Verified;
+    let calls = Calls::default();
+    let auth = Authenticator::builder()
+        .check_claims::<App>()
+        .issuer(
+            TrustedIssuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let gold = |t: &Verified| t.claims::<App>().is_ok_and(|c| c.tier == "gold");
+    let admin = |t: &Verified| t.subject() == Some("admin");
+    let admin_area = Router::new()
+        .route("/admin", get(me))
+        .layer(RequireClaimsLayer::new(admin).realm("api"));
+    let app = Router::new()
+        .route("/gold", get(me))
+        .route_layer(RequireClaimsLayer::new(gold).realm("api"))
+        .merge(admin_area)
+        .route("/me", get(me))
+        .layer(AuthLayer::new(auth).realm("api"))
+        .with_state(calls.clone());
+    let addr = serve(app).await;
+    let denied = "Bearer realm=\"api\", error=\"insufficient_scope\", \
+                  error_description=\"the token does not grant access to this resource\"";
+
+    let silver = token(json!({"tier": "silver"}));
+    let root = token(json!({"sub": "admin"}));
+    for (path, tok, status) in [
+        ("/gold", token(json!({})), 200),
+        ("/gold", silver.clone(), 403),
+        ("/admin", root.clone(), 200),
+        ("/admin", token(json!({})), 403),
+        ("/me", silver, 200),
+    ] {
+        let a = get_with(addr, path, bearer(&tok)).await;
+        assert_eq!(a.status, status, "{path}");
+        if status == 403 {
+            assert_eq!(a.challenge.as_deref(), Some(denied), "{path}");
+            assert_eq!(a.body["code"], "access_denied");
+            assert_eq!(a.body["status"], 403);
+            assert_eq!(a.body["type"], "https://tollgate.rs/problems/access_denied");
+        }
+    }
+    for path in ["/gold", "/admin"] {
+        let a = get_with(addr, path, HeaderMap::new()).await;
+        assert_eq!(
+            (a.status, a.challenge.as_deref()),
+            (401, Some("Bearer realm=\"api\"")),
+            "{path}"
+        );
+    }
+    assert_eq!(calls.get(), 3);
+}

@@ -57,7 +57,7 @@ pub use remote::RemoteOptions;
 pub use response::{
     CREDITS_LIMIT, CREDITS_REMAINING, error_response, problem_json, www_authenticate,
 };
-pub use scope::ScopeRequirement;
+pub use scope::{ClaimsCheck, ScopeRequirement};
 
 #[doc(hidden)]
 pub use http as __http;
