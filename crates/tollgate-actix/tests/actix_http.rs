@@ -374,3 +374,80 @@ async fn claims_checks_on_a_resource_and_a_scope() {
         );
     }
 }
+
+/// The WebSocket subprotocol source and a custom source, over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_protocol_and_custom_token_sources() {
+    use tollgate_core::BearerExtractor;
+    let auth = static_auth::<Plan>();
+    let addr = serve!(move || {
+        async fn me(c: Claims<Plan>) -> String {
+            format!("{} {}", c.subject().unwrap_or("?"), c.claims().tier)
+        }
+        App::new()
+            .service(
+                web::scope("/ws")
+                    .wrap(
+                        Auth::new(auth.clone())
+                            .realm("api")
+                            .extractor(BearerExtractor::new().websocket_protocol()),
+                    )
+                    .route("", web::get().to(me)),
+            )
+            .service(
+                web::scope("/custom")
+                    .wrap(
+                        Auth::new(auth.clone()).realm("api").extractor(
+                            BearerExtractor::new()
+                                .custom(|req| req.header("x-api-token").map(str::to_owned)),
+                        ),
+                    )
+                    .route("", web::get().to(me)),
+            )
+    });
+    let send = |path: &'static str, name: &'static str, value: Option<String>| async move {
+        let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+        if let Some(v) = value {
+            req = req.header(name, v);
+        }
+        let resp = req.send().await.unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            resp.status().as_u16(),
+            challenge,
+            resp.text().await.unwrap(),
+        )
+    };
+    let good = token(json!({}));
+    let (status, _, body) = send(
+        "/ws",
+        "sec-websocket-protocol",
+        Some(format!("bearer, {good}")),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "user-1 gold"));
+    let (status, _, body) = send("/custom", "x-api-token", Some(good.clone())).await;
+    assert_eq!((status, body.as_str()), (200, "user-1 gold"));
+    for path in ["/ws", "/custom"] {
+        let (status, challenge, _) = send(path, "x-other", Some(good.clone())).await;
+        assert_eq!(
+            (status, challenge.as_deref()),
+            (401, Some("Bearer realm=\"api\""))
+        );
+    }
+    let expired = token(json!({"exp": now() - 3600}));
+    let (status, _, body) = send(
+        "/ws",
+        "sec-websocket-protocol",
+        Some(format!("bearer, {expired}")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token_expired"), "{body}");
+    let (status, _, body) = send("/custom", "x-api-token", Some("a b".into())).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed_authorization"), "{body}");
+}

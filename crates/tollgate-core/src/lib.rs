@@ -49,7 +49,10 @@ pub use authenticator::{Authenticator, AuthenticatorBuilder};
 pub use claims::{NoClaims, TokenInfo, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BearerError, Cause, ConfigError, Error, Result};
-pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
+pub use extract::{
+    BearerExtractor, DEFAULT_MAX_TOKEN_LEN, TokenRequest, WEBSOCKET_BEARER_PROTOCOL,
+    WEBSOCKET_PROTOCOL,
+};
 pub use issuer::{DEFAULT_LEEWAY, TrustedIssuer};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};
 pub use keyset::KeySet;
