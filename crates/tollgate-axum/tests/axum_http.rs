@@ -873,3 +873,58 @@ async fn claims_checks_on_a_route_and_on_a_router() {
     }
     assert_eq!(calls.get(), 3);
 }
+
+/// Address binding on, served without connection info: every request,
+/// bound token or not, gets 500 naming the call to make; with connection
+/// info the same router works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_binding_without_connect_info_names_the_fix_on_the_first_request() {
+    use tollgate_core::policy::{IpBinding, MemoryStore, Policies};
+    let router = || {
+        let auth = Authenticator::builder()
+            .check_claims::<App>()
+            .issuer(
+                TrustedIssuer::new(ISS)
+                    .audience("api")
+                    .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+            )
+            .policies(Policies::new(Arc::new(MemoryStore::new())).ip_binding(IpBinding::new()))
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/me", get(me))
+            .layer(AuthLayer::new(auth).realm("api"))
+            .with_state(Calls::default())
+    };
+    let without = serve(router()).await;
+    for headers in [
+        HeaderMap::new(),
+        bearer(&token(json!({}))),
+        bearer(&token(json!({"ip": "127.0.0.1"}))),
+    ] {
+        let a = get_with(without, "/me", headers).await;
+        assert_eq!(a.status, 500);
+        assert_eq!(a.challenge, None);
+        assert_eq!(a.body["code"], "invalid_configuration");
+        let detail = a.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+            "{detail}"
+        );
+        assert!(detail.contains("address binding"), "{detail}");
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let with = listener.local_addr().unwrap();
+    let app = router().into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let a = get_with(with, "/me", bearer(&token(json!({"ip": "127.0.0.1"})))).await;
+    assert_eq!(a.status, 200);
+    let a = get_with(with, "/me", bearer(&token(json!({"ip": "192.0.2.1"})))).await;
+    assert_eq!(
+        (a.status, &a.body["code"]),
+        (401, &json!("client_address_mismatch"))
+    );
+    let a = get_with(with, "/me", HeaderMap::new()).await;
+    assert_eq!(a.status, 401);
+}

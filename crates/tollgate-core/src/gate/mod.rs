@@ -47,6 +47,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::Response;
 use tracing::{Instrument, Span};
@@ -72,6 +73,8 @@ struct Config {
     preflight: bool,
     realm: Option<Arc<str>>,
     on_error: Option<ErrorHook>,
+    /// Set once the missing peer address has been logged at `error`.
+    no_peer_logged: Arc<AtomicBool>,
 }
 
 /// The request gate: an [`Authenticator`] plus the request-side settings.
@@ -113,6 +116,7 @@ impl Gate {
                 preflight: false,
                 realm: None,
                 on_error: None,
+                no_peer_logged: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -172,6 +176,12 @@ impl Gate {
     /// Decides about a request: extract, verified-token cache, verify,
     /// policies. Answers at once unless keys must be fetched or the store
     /// must be awaited ([`Decision::Pending`]).
+    ///
+    /// With address binding on, a request whose peer address the server
+    /// does not record is a server mistake, whatever it carries: 500
+    /// `invalid_configuration` naming the fix ([`RequestView::peer_setup`]),
+    /// logged once at `error`. So the first request after start-up shows
+    /// it, not the first address-bound token in production.
     pub fn decide<R: RequestView>(&self, req: &R) -> Decision {
         let config = &*self.config;
         if config.preflight && req.is_preflight() {
@@ -180,6 +190,9 @@ impl Gate {
             return Decision::Preflight(answer);
         }
         let span = observe::span();
+        if req.peer().is_none() && config.auth.policies().is_some_and(|p| p.binds_addresses()) {
+            return self.rejected(&span, self.no_peer(req.peer_setup())).into();
+        }
         let token = match config.extractor.extract_unchecked(req) {
             Ok(token) => token,
             Err(Error::MissingToken) if config.optional => {
@@ -262,6 +275,17 @@ impl Gate {
                 }))
             }
         }
+    }
+
+    /// The error for a request without a peer address under address
+    /// binding; logged at `error` the first time.
+    fn no_peer(&self, setup: &str) -> Error {
+        let message =
+            format!("address binding is on but the server gives no peer address: {setup}");
+        if !self.config.no_peer_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!("{message}");
+        }
+        Error::Config(message)
     }
 
     fn conclude(
