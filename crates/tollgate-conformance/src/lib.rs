@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tollgate_core::policy::{Consumed, Consumption, Principal, Store, TokenRef, Verdict};
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod jwt;
 pub mod redis_server;
 

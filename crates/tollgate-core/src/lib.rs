@@ -58,7 +58,8 @@ pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks}
 pub use keyset::KeySet;
 pub use remote::RemoteOptions;
 pub use response::{
-    CREDITS_LIMIT, CREDITS_REMAINING, error_response, problem_json, www_authenticate,
+    CREDITS_LIMIT, CREDITS_REMAINING, Protocol, error_response, grpc_status, problem_json, render,
+    www_authenticate,
 };
 pub use scope::{ClaimsCheck, ScopeRequirement};
 

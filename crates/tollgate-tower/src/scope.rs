@@ -86,6 +86,7 @@ where
             Err(err) => ScopeFuture::refused(crate::auth::respond(Rejection::inner(
                 err,
                 self.layer.realm.as_deref(),
+                crate::auth::protocol(&req),
             ))),
         }
     }

@@ -5,7 +5,8 @@
 //! it: where tokens are read from, optional mode, CORS preflights, the
 //! challenge's realm and an error hook. [`Gate::decide`] runs extract ->
 //! verified-token cache -> verify -> policies and answers a [`Decision`];
-//! the adapter then only converts: it puts the [`Authentication`] (and the
+//! a gRPC call is refused with a gRPC status ([`crate::render`]); the
+//! adapter then only converts: it puts the [`Authentication`] (and the
 //! [`Meter`] of a metered token) into the request, calls the inner service,
 //! and [settles](Meter::settle) the response. Spans, counters and logs are
 //! the gate's ([`observe`]), the same in every framework.
@@ -60,6 +61,7 @@ use crate::claims::Verified;
 use crate::error::Error;
 use crate::extract::BearerExtractor;
 use crate::policy::{Admission, Meter, RequestInfo};
+use crate::response::Protocol;
 use request::{FORWARDED, RequestFacts, X_FORWARDED_FOR};
 
 /// Replaces the error answer. Gets the error and Tollgate's answer.
@@ -191,7 +193,8 @@ impl Gate {
         }
         let span = observe::span();
         if req.peer().is_none() && config.auth.policies().is_some_and(|p| p.binds_addresses()) {
-            return self.rejected(&span, self.no_peer(req.peer_setup())).into();
+            let error = self.no_peer(req.peer_setup());
+            return self.rejected(&span, error, req.protocol()).into();
         }
         let token = match config.extractor.extract_unchecked(req) {
             Ok(token) => token,
@@ -199,7 +202,7 @@ impl Gate {
                 observe::anonymous(&span);
                 return Decision::Anonymous;
             }
-            Err(e) => return self.rejected(&span, e).into(),
+            Err(e) => return self.rejected(&span, e, req.protocol()).into(),
         };
         // A cached token passed every check before, the character scan
         // included; only a miss pays for the scan.
@@ -211,11 +214,12 @@ impl Gate {
             },
         });
         match step {
-            Ok(Ok(verified)) => self.admit(span, req, verified).into(),
-            Ok(Err(e)) => self.rejected(&span, e).into(),
+            Ok(Ok(verified)) => self.admit(span, req, req.protocol(), verified).into(),
+            Ok(Err(e)) => self.rejected(&span, e, req.protocol()).into(),
             Err(_fetch) => {
                 // Keys must be fetched: wait, holding what the policies need.
                 let facts = RequestFacts::of(req);
+                let protocol = req.protocol();
                 let token = token.into_owned();
                 let gate = self.clone();
                 let later = async move {
@@ -226,11 +230,13 @@ impl Gate {
                         .instrument(span.clone())
                         .await;
                     match result {
-                        Ok(verified) => match gate.admit(span.clone(), &facts, verified) {
-                            Admit::Now(verdict) => verdict,
-                            Admit::Later(store) => store.await,
-                        },
-                        Err(e) => gate.rejected(&span, e),
+                        Ok(verified) => {
+                            match gate.admit(span.clone(), &facts, protocol, verified) {
+                                Admit::Now(verdict) => verdict,
+                                Admit::Later(store) => store.await,
+                            }
+                        }
+                        Err(e) => gate.rejected(&span, e, protocol),
                     }
                 };
                 Decision::Pending(Box::pin(later))
@@ -240,7 +246,13 @@ impl Gate {
 
     /// Runs the policies (address binding, revocation, credits) for a
     /// verified token.
-    fn admit<R: RequestView>(&self, span: Span, req: &R, token: Arc<Verified>) -> Admit {
+    fn admit<R: RequestView>(
+        &self,
+        span: Span,
+        req: &R,
+        protocol: Protocol,
+        token: Arc<Verified>,
+    ) -> Admit {
         let Some(policies) = self.config.auth.policies() else {
             observe::accepted(&span, &token);
             return Admit::Now(Verdict::Accepted(Admitted { token, meter: None }));
@@ -253,7 +265,7 @@ impl Gate {
                     req.header_values(X_FORWARDED_FOR),
                 ) {
                     Ok(ip) => Some(ip),
-                    Err(e) => return Admit::Now(self.rejected(&span, e)),
+                    Err(e) => return Admit::Now(self.rejected(&span, e, protocol)),
                 },
                 None => None,
             }
@@ -266,12 +278,12 @@ impl Gate {
             query: req.query(),
         };
         match policies.admit(token.clone(), client, &request) {
-            Admission::Ready(decided) => Admit::Now(self.conclude(&span, token, decided)),
+            Admission::Ready(decided) => Admit::Now(self.conclude(&span, token, decided, protocol)),
             Admission::Pending(store) => {
                 let gate = self.clone();
                 Admit::Later(Box::pin(async move {
                     let decided = store.instrument(span.clone()).await;
-                    gate.conclude(&span, token, decided)
+                    gate.conclude(&span, token, decided, protocol)
                 }))
             }
         }
@@ -293,25 +305,33 @@ impl Gate {
         span: &Span,
         token: Arc<Verified>,
         decided: crate::Result<Option<Arc<Meter>>>,
+        protocol: Protocol,
     ) -> Verdict {
         match decided {
             Ok(meter) => {
                 observe::accepted(span, &token);
                 Verdict::Accepted(Admitted { token, meter })
             }
-            Err(e) => self.rejected(span, e),
+            Err(e) => self.rejected(span, e, protocol),
         }
     }
 
-    fn rejected(&self, span: &Span, err: Error) -> Verdict {
+    fn rejected(&self, span: &Span, err: Error, protocol: Protocol) -> Verdict {
         observe::rejected(span, &err);
-        Verdict::Rejected(self.reject(err))
+        Verdict::Rejected(self.reject_as(err, protocol))
     }
 
     /// The answer to a request this gate refuses: Tollgate's rendering with
     /// this gate's realm, then the error hook.
     pub fn reject(&self, error: Error) -> Rejection {
-        let mut response = crate::error_response(&error, self.config.realm.as_deref());
+        self.reject_as(error, Protocol::Http)
+    }
+
+    /// [`reject`](Self::reject) in the request's [`Protocol`]: for a gRPC
+    /// call, a gRPC status ([`render`](crate::render)) instead of an HTTP
+    /// status; then the error hook.
+    pub fn reject_as(&self, error: Error, protocol: Protocol) -> Rejection {
+        let mut response = crate::render(&error, self.config.realm.as_deref(), protocol);
         if let Some(hook) = &self.config.on_error {
             response = hook(&error, response);
         }
@@ -424,11 +444,13 @@ impl Rejection {
         Rejection { error, response }
     }
 
-    /// The answer of a Tollgate layer inside the gate (scopes, route
-    /// costs): Tollgate's rendering with `realm`, logged like the gate's.
-    pub fn inner(error: Error, realm: Option<&str>) -> Rejection {
+    /// The answer of a Tollgate layer inside the gate (scopes, claims
+    /// checks, route costs): Tollgate's rendering with `realm` in the
+    /// request's [`Protocol`] ([`RequestView::protocol`]), logged like the
+    /// gate's.
+    pub fn inner(error: Error, realm: Option<&str>, protocol: Protocol) -> Rejection {
         observe::log_rejection(&error);
-        let response = crate::error_response(&error, realm);
+        let response = crate::render(&error, realm, protocol);
         Rejection { error, response }
     }
 }

@@ -24,6 +24,12 @@ pub trait RequestView {
         "have the server record the connection's peer address"
     }
 
+    /// How the request expects to be refused: gRPC when its `Content-Type`
+    /// is `application/grpc...`, else HTTP.
+    fn protocol(&self) -> crate::Protocol {
+        crate::Protocol::of_content_type(self.header_values("content-type").next())
+    }
+
     /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
     fn is_preflight(&self) -> bool {
         self.method() == "OPTIONS"
