@@ -160,8 +160,9 @@ impl Gate {
     }
 
     /// Replaces the error answer (status, headers, body). The hook receives
-    /// the error and Tollgate's answer; the [`Error`] still travels with
-    /// the [`Rejection`].
+    /// the error and Tollgate's answer (for a gRPC call, the gRPC status
+    /// answer of [`render`](crate::render)); the [`Error`] still travels
+    /// with the [`Rejection`].
     pub fn on_error<F>(mut self, hook: F) -> Self
     where
         F: Fn(&Error, Response<String>) -> Response<String> + Send + Sync + 'static,
