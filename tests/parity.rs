@@ -32,16 +32,32 @@ fn authenticator(down_iss: &str) -> Authenticator {
         .unwrap()
 }
 
+/// The `Authorization` header, and an `X-Api-Token` header of the
+/// application's (a custom source).
+fn extractor() -> tollgate::core::BearerExtractor {
+    tollgate::core::BearerExtractor::new()
+        .custom(|req| req.header("x-api-token").map(str::to_owned))
+}
+
+/// The check `/admin` makes of the token's claims.
+fn is_admin(token: &tollgate::core::Verified) -> bool {
+    token.subject() == Some("admin")
+}
+
 async fn start_axum(auth: Authenticator) -> SocketAddr {
     use axum::Router;
     use axum::routing::get;
-    use tollgate::axum::{AuthLayer, Claims, RequireScopeLayer};
+    use tollgate::axum::{AuthLayer, Claims, RequireClaimsLayer, RequireScopeLayer};
     let me = |c: Claims| async move { c.subject().unwrap_or("?").to_owned() };
     let app = Router::new()
         .route("/reports", get(me))
         .route_layer(RequireScopeLayer::all(["reports:read"]).realm("api"))
+        .route(
+            "/admin",
+            get(me).route_layer(RequireClaimsLayer::new(is_admin).realm("api")),
+        )
         .route("/me", get(me))
-        .layer(AuthLayer::new(auth).realm("api"));
+        .layer(AuthLayer::new(auth).realm("api").extractor(extractor()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -50,7 +66,7 @@ async fn start_axum(auth: Authenticator) -> SocketAddr {
 
 fn start_actix(auth: Authenticator) -> SocketAddr {
     use actix_web::{App, HttpServer, web};
-    use tollgate::actix::{Auth, Claims, RequireScope};
+    use tollgate::actix::{Auth, Claims, RequireClaims, RequireScope};
     async fn me(c: Claims) -> String {
         c.subject().unwrap_or("?").to_owned()
     }
@@ -64,8 +80,13 @@ fn start_actix(auth: Authenticator) -> SocketAddr {
                             .wrap(RequireScope::all(["reports:read"]).realm("api"))
                             .route("", web::get().to(me)),
                     )
+                    .service(
+                        web::resource("/admin")
+                            .wrap(RequireClaims::new(is_admin).realm("api"))
+                            .route(web::get().to(me)),
+                    )
                     .route("/me", web::get().to(me))
-                    .wrap(Auth::new(auth.clone()).realm("api"))
+                    .wrap(Auth::new(auth.clone()).realm("api").extractor(extractor()))
             })
             .workers(1)
             .disable_signals()
@@ -114,6 +135,12 @@ fn bearer(token: &str) -> HeaderMap {
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
+    h
+}
+
+fn api_token(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-api-token", HeaderValue::from_str(token).unwrap());
     h
 }
 
@@ -205,6 +232,31 @@ async fn axum_and_actix_answer_byte_for_byte_alike() {
             403,
         ),
         ("valid", "/me", bearer(&token(json!({}))), 200),
+        ("custom source", "/me", api_token(&token(json!({}))), 200),
+        ("custom source, malformed", "/me", api_token("a b"), 400),
+        (
+            "custom source and header",
+            "/me",
+            {
+                let mut h = api_token(&token(json!({})));
+                h.extend(bearer(&token(json!({}))));
+                h
+            },
+            400,
+        ),
+        ("claims check, no token", "/admin", HeaderMap::new(), 401),
+        (
+            "claims check refused",
+            "/admin",
+            bearer(&token(json!({}))),
+            403,
+        ),
+        (
+            "claims check passed",
+            "/admin",
+            bearer(&token(json!({"sub": "admin"}))),
+            200,
+        ),
         (
             "valid with scope",
             "/reports",

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use actix_web::HttpMessage;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use tollgate_core::gate::Rejection;
+use tollgate_core::gate::{Rejection, RequestView};
 use tollgate_core::policy::Meter;
 
-use crate::convert::respond;
+use crate::convert::{View, respond};
 use crate::middleware::LocalBoxFuture;
 
 /// Sets what a request to a scope or resource costs (`Scope::wrap`,
@@ -86,7 +86,7 @@ where
             if let Some(meter) = meter
                 && let Err(err) = meter.set_cost(cost).wait().await
             {
-                let resp = respond(Rejection::inner(err, None));
+                let resp = respond(Rejection::inner(err, None, View(&req).protocol()));
                 return Ok(req.into_response(resp).map_into_right_body());
             }
             service

@@ -29,6 +29,10 @@ impl RequestView for View<'_> {
     fn peer(&self) -> Option<std::net::IpAddr> {
         self.0.peer_addr().map(|a| a.ip())
     }
+    fn peer_setup(&self) -> &'static str {
+        "actix-web records no peer address for this listener (a Unix socket?); \
+         serve over TCP (`HttpServer::bind`), or drop address binding"
+    }
 }
 
 /// Renders an error as core does, into an actix response, with the

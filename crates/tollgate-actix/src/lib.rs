@@ -1,6 +1,7 @@
 //! actix-web integration for Tollgate: the [`Auth`] middleware, the
-//! [`Claims`] extractor, [`RequireScope`] for scope requirements and
-//! [`Charge`] for route costs.
+//! [`Claims`] extractor, [`RequireScope`] for scope requirements,
+//! [`RequireClaims`] for checks of the token's claims and [`Charge`] for
+//! route costs.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
@@ -49,12 +50,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod charge;
+mod claims;
 mod convert;
 mod extract;
 mod middleware;
 mod scope;
 
 pub use charge::{Charge, ChargeMiddleware};
+pub use claims::{RequireClaims, RequireClaimsMiddleware};
 pub use convert::render;
 pub use extract::{Claims, Rejection, Scopes};
 pub use middleware::{Auth, AuthMiddleware};

@@ -7,9 +7,9 @@ use actix_web::HttpMessage;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use tollgate_core::ScopeRequirement;
-use tollgate_core::gate::{Authentication, Rejection};
+use tollgate_core::gate::{Authentication, Rejection, RequestView};
 
-use crate::convert::respond;
+use crate::convert::{View, respond};
 use crate::middleware::LocalBoxFuture;
 
 /// Scope requirements for a scope or resource; wrap it inside
@@ -74,7 +74,12 @@ where
                 Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
             }
             Err(err) => {
-                let resp = respond(Rejection::inner(err, self.require.realm.as_deref()));
+                let protocol = View(&req).protocol();
+                let resp = respond(Rejection::inner(
+                    err,
+                    self.require.realm.as_deref(),
+                    protocol,
+                ));
                 Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
             }
         }

@@ -318,3 +318,136 @@ async fn scope_requirements_on_a_resource_and_a_scope() {
     assert_eq!(status, 403);
     assert!(challenge.unwrap().ends_with("scope=\"reports:read admin\""));
 }
+
+/// `RequireClaims` on a resource and on a scope: 200 when the predicate
+/// holds, 403 `access_denied` when not, 401 first without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_checks_on_a_resource_and_a_scope() {
+    use tollgate_actix::RequireClaims;
+    use tollgate_core::Verified;
+    let auth = static_auth::<Plan>();
+    let addr = serve!(move || {
+        let gold = |t: &Verified| t.claims::<Plan>().is_ok_and(|c| c.tier == "gold");
+        App::new()
+            .service(
+                web::resource("/gold")
+                    .wrap(RequireClaims::new(gold).realm("api"))
+                    .route(web::get().to(|| async { "gold" })),
+            )
+            .service(
+                web::scope("/admin")
+                    .wrap(
+                        RequireClaims::new(|t: &Verified| t.subject() == Some("admin"))
+                            .realm("api"),
+                    )
+                    .route("", web::get().to(|| async { "admin" })),
+            )
+            .wrap(Auth::new(auth.clone()).realm("api"))
+    });
+    let denied = "Bearer realm=\"api\", error=\"insufficient_scope\", \
+                  error_description=\"the token does not grant access to this resource\"";
+    assert_eq!(get(addr, "/gold", Some(&token(json!({})))).await.0, 200);
+    assert_eq!(
+        get(addr, "/admin", Some(&token(json!({"sub": "admin"}))))
+            .await
+            .0,
+        200
+    );
+    for (path, tok) in [
+        ("/gold", token(json!({"tier": "silver"}))),
+        ("/admin", token(json!({}))),
+    ] {
+        let (status, challenge, body) = get(addr, path, Some(&tok)).await;
+        assert_eq!(
+            (status, challenge.as_deref()),
+            (403, Some(denied)),
+            "{path}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], "access_denied");
+    }
+    for path in ["/gold", "/admin"] {
+        let (status, challenge, _) = get(addr, path, None).await;
+        assert_eq!(
+            (status, challenge.as_deref()),
+            (401, Some("Bearer realm=\"api\""))
+        );
+    }
+}
+
+/// The WebSocket subprotocol source and a custom source, over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_protocol_and_custom_token_sources() {
+    use tollgate_core::BearerExtractor;
+    let auth = static_auth::<Plan>();
+    let addr = serve!(move || {
+        async fn me(c: Claims<Plan>) -> String {
+            format!("{} {}", c.subject().unwrap_or("?"), c.claims().tier)
+        }
+        App::new()
+            .service(
+                web::scope("/ws")
+                    .wrap(
+                        Auth::new(auth.clone())
+                            .realm("api")
+                            .extractor(BearerExtractor::new().websocket_protocol()),
+                    )
+                    .route("", web::get().to(me)),
+            )
+            .service(
+                web::scope("/custom")
+                    .wrap(
+                        Auth::new(auth.clone()).realm("api").extractor(
+                            BearerExtractor::new()
+                                .custom(|req| req.header("x-api-token").map(str::to_owned)),
+                        ),
+                    )
+                    .route("", web::get().to(me)),
+            )
+    });
+    let send = |path: &'static str, name: &'static str, value: Option<String>| async move {
+        let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+        if let Some(v) = value {
+            req = req.header(name, v);
+        }
+        let resp = req.send().await.unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            resp.status().as_u16(),
+            challenge,
+            resp.text().await.unwrap(),
+        )
+    };
+    let good = token(json!({}));
+    let (status, _, body) = send(
+        "/ws",
+        "sec-websocket-protocol",
+        Some(format!("bearer, {good}")),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "user-1 gold"));
+    let (status, _, body) = send("/custom", "x-api-token", Some(good.clone())).await;
+    assert_eq!((status, body.as_str()), (200, "user-1 gold"));
+    for path in ["/ws", "/custom"] {
+        let (status, challenge, _) = send(path, "x-other", Some(good.clone())).await;
+        assert_eq!(
+            (status, challenge.as_deref()),
+            (401, Some("Bearer realm=\"api\""))
+        );
+    }
+    let expired = token(json!({"exp": now() - 3600}));
+    let (status, _, body) = send(
+        "/ws",
+        "sec-websocket-protocol",
+        Some(format!("bearer, {expired}")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token_expired"), "{body}");
+    let (status, _, body) = send("/custom", "x-api-token", Some("a b".into())).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed_authorization"), "{body}");
+}

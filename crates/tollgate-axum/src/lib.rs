@@ -46,7 +46,8 @@ use serde::de::DeserializeOwned;
 use tollgate_core::gate::{self, Authentication};
 
 pub use tollgate_tower::{
-    Auth, AuthLayer, Charge, ChargeLayer, Gate, RequireScope, RequireScopeLayer, verified,
+    Auth, AuthLayer, Charge, ChargeLayer, Gate, RequireClaims, RequireClaimsLayer, RequireScope,
+    RequireScopeLayer, verified,
 };
 
 tollgate_core::__extractor_types! {

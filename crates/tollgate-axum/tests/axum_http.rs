@@ -654,3 +654,277 @@ async fn restriction_claims_no_policy_enforces_are_refused_unless_accepted_by_na
         200
     );
 }
+
+/// A WebSocket handshake with the token in `Sec-WebSocket-Protocol`, as a
+/// browser sends it: a valid token upgrades (101, the `bearer` subprotocol
+/// selected, a message goes both ways); a missing or bad one gets 401
+/// before any upgrade, and the handler never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshake_carries_the_token_in_its_subprotocol() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite;
+    use tollgate_core::{BearerExtractor, WEBSOCKET_BEARER_PROTOCOL};
+    use tungstenite::client::IntoClientRequest;
+
+    let calls = Calls::default();
+    let seen = calls.clone();
+    let ws = move |upgrade: WebSocketUpgrade, claims: Claims| {
+        seen.0.fetch_add(1, Ordering::SeqCst);
+        let sub = claims.subject().unwrap_or("?").to_owned();
+        async move {
+            upgrade.protocols([WEBSOCKET_BEARER_PROTOCOL]).on_upgrade(
+                move |mut socket| async move {
+                    while let Some(Ok(Message::Text(text))) = socket.recv().await {
+                        let reply = format!("{sub}: {}", text.as_str());
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+            )
+        }
+    };
+    let auth = Authenticator::builder()
+        .issuer(
+            TrustedIssuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new().route("/ws", get(ws)).layer(
+        AuthLayer::new(auth)
+            .realm("api")
+            .extractor(BearerExtractor::new().websocket_protocol()),
+    );
+    let addr = serve(app).await;
+    let handshake = |protocols: Option<String>| {
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if let Some(p) = protocols {
+            req.headers_mut()
+                .insert("sec-websocket-protocol", p.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+
+    let (mut socket, resp) = handshake(Some(format!("bearer, {}", token(json!({})))))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "bearer");
+    socket
+        .send(tungstenite::Message::text("ping"))
+        .await
+        .unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "user-1: ping");
+    socket.close(None).await.unwrap();
+    assert_eq!(calls.get(), 1);
+
+    let expired = token(json!({"exp": now() - 3600}));
+    for (protocols, challenge) in [
+        (None, "Bearer realm=\"api\"".to_owned()),
+        (Some("chat".to_owned()), "Bearer realm=\"api\"".to_owned()),
+        (
+            Some(format!("bearer, {expired}")),
+            invalid_token("the token has expired"),
+        ),
+        (
+            Some(format!(
+                "bearer, {}",
+                Signer::hs256(&[9; 32]).sign(Some("k1"), &claims(json!({})))
+            )),
+            invalid_token("the token's signature is invalid"),
+        ),
+    ] {
+        let label = format!("{protocols:?}");
+        match handshake(protocols).await {
+            Err(tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401, "{label}");
+                assert_eq!(
+                    resp.headers()["www-authenticate"].to_str().unwrap(),
+                    challenge,
+                    "{label}"
+                );
+                assert!(resp.headers().get("upgrade").is_none(), "{label}");
+                let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["status"], 401, "{label}");
+            }
+            other => panic!(
+                "{label}: expected 401, got {:?}",
+                other.map(|(_, r)| r.status())
+            ),
+        }
+    }
+    assert_eq!(calls.get(), 1, "no handler ran for a refused handshake");
+}
+
+/// A source of the application's own: a function of the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_token_source_reads_the_request() {
+    use tollgate_core::BearerExtractor;
+    let calls = Calls::default();
+    let auth = Authenticator::builder()
+        .check_claims::<App>()
+        .issuer(
+            TrustedIssuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let extractor =
+        BearerExtractor::new().custom(|req| req.header("x-api-token").map(str::to_owned));
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(AuthLayer::new(auth).realm("api").extractor(extractor))
+        .with_state(calls.clone());
+    let addr = serve(app).await;
+    let header = |value: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-token", HeaderValue::from_str(value).unwrap());
+        h
+    };
+    let a = get_with(addr, "/me", header(&token(json!({})))).await;
+    assert_eq!((a.status, &a.body["sub"]), (200, &json!("user-1")));
+    let a = get_with(addr, "/me", HeaderMap::new()).await;
+    assert_eq!(
+        (a.status, a.challenge.as_deref()),
+        (401, Some("Bearer realm=\"api\""))
+    );
+    let a = get_with(addr, "/me", header("a b")).await;
+    assert_eq!(
+        (a.status, a.challenge),
+        (
+            400,
+            Some(invalid_request(
+                "the Authorization header is not a valid Bearer credential"
+            ))
+        )
+    );
+    let mut both = header(&token(json!({})));
+    both.extend(bearer(&token(json!({}))));
+    let a = get_with(addr, "/me", both).await;
+    assert_eq!(
+        (a.status, &a.body["code"]),
+        (400, &json!("multiple_tokens"))
+    );
+    assert_eq!(calls.get(), 1);
+}
+
+/// `RequireClaimsLayer` on a route and on a whole router: 200 when the
+/// predicate holds, 403 `access_denied` when not, 401 first without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_checks_on_a_route_and_on_a_router() {
+    use tollgate_axum::RequireClaimsLayer;
+    use tollgate_core::Verified;
+    let calls = Calls::default();
+    let auth = Authenticator::builder()
+        .check_claims::<App>()
+        .issuer(
+            TrustedIssuer::new(ISS)
+                .audience("api")
+                .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+        )
+        .build()
+        .unwrap();
+    let gold = |t: &Verified| t.claims::<App>().is_ok_and(|c| c.tier == "gold");
+    let admin = |t: &Verified| t.subject() == Some("admin");
+    let admin_area = Router::new()
+        .route("/admin", get(me))
+        .layer(RequireClaimsLayer::new(admin).realm("api"));
+    let app = Router::new()
+        .route("/gold", get(me))
+        .route_layer(RequireClaimsLayer::new(gold).realm("api"))
+        .merge(admin_area)
+        .route("/me", get(me))
+        .layer(AuthLayer::new(auth).realm("api"))
+        .with_state(calls.clone());
+    let addr = serve(app).await;
+    let denied = "Bearer realm=\"api\", error=\"insufficient_scope\", \
+                  error_description=\"the token does not grant access to this resource\"";
+
+    let silver = token(json!({"tier": "silver"}));
+    let root = token(json!({"sub": "admin"}));
+    for (path, tok, status) in [
+        ("/gold", token(json!({})), 200),
+        ("/gold", silver.clone(), 403),
+        ("/admin", root.clone(), 200),
+        ("/admin", token(json!({})), 403),
+        ("/me", silver, 200),
+    ] {
+        let a = get_with(addr, path, bearer(&tok)).await;
+        assert_eq!(a.status, status, "{path}");
+        if status == 403 {
+            assert_eq!(a.challenge.as_deref(), Some(denied), "{path}");
+            assert_eq!(a.body["code"], "access_denied");
+            assert_eq!(a.body["status"], 403);
+            assert_eq!(a.body["type"], "https://tollgate.rs/problems/access_denied");
+        }
+    }
+    for path in ["/gold", "/admin"] {
+        let a = get_with(addr, path, HeaderMap::new()).await;
+        assert_eq!(
+            (a.status, a.challenge.as_deref()),
+            (401, Some("Bearer realm=\"api\"")),
+            "{path}"
+        );
+    }
+    assert_eq!(calls.get(), 3);
+}
+
+/// Address binding on, served without connection info: every request,
+/// bound token or not, gets 500 naming the call to make; with connection
+/// info the same router works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_binding_without_connect_info_names_the_fix_on_the_first_request() {
+    use tollgate_core::policy::{IpBinding, MemoryStore, Policies};
+    let router = || {
+        let auth = Authenticator::builder()
+            .check_claims::<App>()
+            .issuer(
+                TrustedIssuer::new(ISS)
+                    .audience("api")
+                    .key(Signer::hs256(SECRET).verifying_key().with_kid("k1")),
+            )
+            .policies(Policies::new(Arc::new(MemoryStore::new())).ip_binding(IpBinding::new()))
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/me", get(me))
+            .layer(AuthLayer::new(auth).realm("api"))
+            .with_state(Calls::default())
+    };
+    let without = serve(router()).await;
+    for headers in [
+        HeaderMap::new(),
+        bearer(&token(json!({}))),
+        bearer(&token(json!({"ip": "127.0.0.1"}))),
+    ] {
+        let a = get_with(without, "/me", headers).await;
+        assert_eq!(a.status, 500);
+        assert_eq!(a.challenge, None);
+        assert_eq!(a.body["code"], "invalid_configuration");
+        let detail = a.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+            "{detail}"
+        );
+        assert!(detail.contains("address binding"), "{detail}");
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let with = listener.local_addr().unwrap();
+    let app = router().into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let a = get_with(with, "/me", bearer(&token(json!({"ip": "127.0.0.1"})))).await;
+    assert_eq!(a.status, 200);
+    let a = get_with(with, "/me", bearer(&token(json!({"ip": "192.0.2.1"})))).await;
+    assert_eq!(
+        (a.status, &a.body["code"]),
+        (401, &json!("client_address_mismatch"))
+    );
+    let a = get_with(with, "/me", HeaderMap::new()).await;
+    assert_eq!(a.status, 401);
+}

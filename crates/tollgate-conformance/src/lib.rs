@@ -21,6 +21,8 @@ use tollgate_core::policy::{
     Consumed, Consumption, Principal, RefreshGrant, Rotation, Store, TokenRef, Verdict,
 };
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod jwt;
 pub mod redis_server;
 

@@ -110,6 +110,14 @@ pub enum Error {
         /// challenge's `scope` attribute, RFC 6750 §3).
         required: String,
     },
+    /// The token is valid but a route's check of its claims refused it
+    /// (`RequireClaimsLayer`, actix's `RequireClaims`): 403, code
+    /// `access_denied`. The challenge says `insufficient_scope`, RFC 6750's
+    /// one code for "the request requires higher privileges than provided
+    /// by the access token", without a `scope` attribute, since no scope
+    /// would do.
+    #[error("the token does not grant access to this resource")]
+    AccessDenied,
     /// The token was revoked (by its `jti`, or by a watermark on its
     /// subject or client).
     #[error("the token has been revoked")]
@@ -142,8 +150,8 @@ pub enum Error {
     #[error("key set fetch failed: {0}")]
     KeyFetch(String, #[source] Option<Cause>),
     /// A server mistake found while answering a request (no
-    /// authentication layer in front of a handler, no peer address for a
-    /// bound token): 500, never the client's fault. Mistakes found when
+    /// authentication layer in front of a handler, no peer address under
+    /// address binding): 500, never the client's fault. Mistakes found when
     /// building are [`ConfigError`]s.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -282,6 +290,7 @@ impl Error {
             Error::InvalidClaim(_) => "invalid_claim",
             Error::UnenforcedClaim(_) => "unenforced_claim",
             Error::InsufficientScope { .. } => "insufficient_scope",
+            Error::AccessDenied => "access_denied",
             Error::Revoked => "token_revoked",
             Error::AddressMismatch => "client_address_mismatch",
             Error::CreditsExhausted { .. } => "credits_exhausted",
@@ -335,7 +344,9 @@ impl Error {
             Error::MalformedAuthorization | Error::MultipleTokens | Error::TokenTooLarge { .. } => {
                 Some(BearerError::InvalidRequest)
             }
-            Error::InsufficientScope { .. } => Some(BearerError::InsufficientScope),
+            Error::InsufficientScope { .. } | Error::AccessDenied => {
+                Some(BearerError::InsufficientScope)
+            }
             _ => Some(BearerError::InvalidToken),
         }
     }
@@ -374,5 +385,11 @@ mod tests {
         };
         assert_eq!(scope.status(), StatusCode::FORBIDDEN);
         assert_eq!(scope.code(), "insufficient_scope");
+        assert_eq!(Error::AccessDenied.status(), StatusCode::FORBIDDEN);
+        assert_eq!(Error::AccessDenied.code(), "access_denied");
+        assert_eq!(
+            Error::AccessDenied.bearer_error(),
+            Some(BearerError::InsufficientScope)
+        );
     }
 }

@@ -49,15 +49,19 @@ pub use authenticator::{Authenticator, AuthenticatorBuilder};
 pub use claims::{NoClaims, TokenInfo, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BearerError, Cause, ConfigError, Error, Result};
-pub use extract::{BearerExtractor, DEFAULT_MAX_TOKEN_LEN};
+pub use extract::{
+    BearerExtractor, DEFAULT_MAX_TOKEN_LEN, TokenRequest, WEBSOCKET_BEARER_PROTOCOL,
+    WEBSOCKET_PROTOCOL,
+};
 pub use issuer::{DEFAULT_LEEWAY, TrustedIssuer};
 pub use key::{Jwk, JwkTrust, MIN_RSA_BITS, SkippedKey, VerifyingKey, parse_jwks};
 pub use keyset::KeySet;
 pub use remote::RemoteOptions;
 pub use response::{
-    CREDITS_LIMIT, CREDITS_REMAINING, error_response, problem_json, www_authenticate,
+    CREDITS_LIMIT, CREDITS_REMAINING, Protocol, error_response, grpc_status, problem_json, render,
+    www_authenticate,
 };
-pub use scope::ScopeRequirement;
+pub use scope::{ClaimsCheck, ScopeRequirement};
 
 #[doc(hidden)]
 pub use http as __http;

@@ -98,6 +98,122 @@ pub fn problem_json(err: &Error) -> String {
     .to_string()
 }
 
+/// How a request expects to be refused: an HTTP status with a problem body,
+/// or, for a gRPC call (`content-type: application/grpc...`), a gRPC status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP: status, challenge, RFC 9457 problem body.
+    #[default]
+    Http,
+    /// gRPC over HTTP/2 (`application/grpc`, `application/grpc+proto`, ...).
+    Grpc,
+    /// gRPC-Web (`application/grpc-web...`).
+    GrpcWeb,
+}
+
+impl Protocol {
+    /// The protocol a request's `Content-Type` value names.
+    ///
+    /// ```
+    /// use tollgate_core::Protocol;
+    ///
+    /// assert_eq!(Protocol::of_content_type(Some(b"application/grpc+proto")), Protocol::Grpc);
+    /// assert_eq!(Protocol::of_content_type(Some(b"application/grpc-web-text")), Protocol::GrpcWeb);
+    /// assert_eq!(Protocol::of_content_type(Some(b"application/json")), Protocol::Http);
+    /// ```
+    pub fn of_content_type(value: Option<&[u8]>) -> Protocol {
+        const GRPC: &[u8] = b"application/grpc";
+        let Some(value) = value else {
+            return Protocol::Http;
+        };
+        if value.len() < GRPC.len() || !value[..GRPC.len()].eq_ignore_ascii_case(GRPC) {
+            return Protocol::Http;
+        }
+        let rest = &value[GRPC.len()..];
+        if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"-web") {
+            Protocol::GrpcWeb
+        } else if rest.is_empty() || matches!(rest[0], b'+' | b';') {
+            Protocol::Grpc
+        } else {
+            Protocol::Http
+        }
+    }
+}
+
+/// The gRPC status code of an error (gRPC's `statuscodes.md`):
+/// `UNAUTHENTICATED` (16) for what HTTP answers 401 and for a malformed
+/// credential (400), `PERMISSION_DENIED` (7) for 403, `RESOURCE_EXHAUSTED`
+/// (8) for spent credits (402), `INVALID_ARGUMENT` (3) for a malformed
+/// forwarding header, `UNAVAILABLE` (14) for 503, `INTERNAL` (13) for a
+/// server mistake.
+pub const fn grpc_status(err: &Error) -> u8 {
+    match err.status().as_u16() {
+        401 => 16,
+        403 => 7,
+        402 => 8,
+        503 => 14,
+        400 if matches!(err, Error::MalformedForwarded) => 3,
+        400 => 16,
+        _ => 13,
+    }
+}
+
+/// gRPC's `grpc-message` encoding: percent-encoding of every byte outside
+/// printable ASCII, and of `%`.
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The answer for a rejected request in the request's [`Protocol`]:
+/// [`error_response`] for HTTP; for gRPC a trailers-only response (HTTP
+/// 200, no body) whose headers carry `grpc-status` ([`grpc_status`]),
+/// `grpc-message` (the error's text), `tollgate-error` (its
+/// [`code`](Error::code)), the challenge and the credit headers.
+///
+/// ```
+/// use tollgate_core::{Error, Protocol, render};
+///
+/// let resp = render(&Error::Expired, None, Protocol::Grpc);
+/// assert_eq!(resp.status(), 200);
+/// assert_eq!(resp.headers()["grpc-status"], "16");
+/// assert_eq!(resp.headers()["tollgate-error"], "token_expired");
+/// ```
+pub fn render(err: &Error, realm: Option<&str>, protocol: Protocol) -> Response<String> {
+    let content_type = match protocol {
+        Protocol::Http => return error_response(err, realm),
+        Protocol::Grpc => "application/grpc",
+        Protocol::GrpcWeb => "application/grpc-web",
+    };
+    let mut resp = Response::new(String::new());
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(grpc_status(err))),
+    );
+    if let Ok(message) = HeaderValue::from_str(&grpc_message(&err.to_string())) {
+        h.insert("grpc-message", message);
+    }
+    h.insert("tollgate-error", HeaderValue::from_static(err.code()));
+    if let Some(challenge) = www_authenticate(err, realm) {
+        h.insert(WWW_AUTHENTICATE, challenge);
+    }
+    if let Error::CreditsExhausted { limit, remaining } = err {
+        h.insert(CREDITS_LIMIT, HeaderValue::from(*limit));
+        h.insert(CREDITS_REMAINING, HeaderValue::from(*remaining));
+    }
+    resp
+}
+
 /// The whole answer for a rejected request: status, challenge,
 /// `Retry-After` for temporary failures, `Cache-Control: no-store`, and the
 /// problem body.
@@ -181,5 +297,58 @@ mod tests {
         let r = error_response(&Error::InvalidClaim("a\"b\\c".into()), Some("x"));
         let h = r.headers()[WWW_AUTHENTICATE].to_str().unwrap();
         assert!(h.contains("claim `abc`"), "{h}");
+    }
+
+    #[test]
+    fn grpc_answers() {
+        let cases = [
+            (Error::MissingToken, "16"),
+            (Error::MultipleTokens, "16"),
+            (Error::Expired, "16"),
+            (Error::AccessDenied, "7"),
+            (
+                Error::InsufficientScope {
+                    required: "a".into(),
+                },
+                "7",
+            ),
+            (
+                Error::CreditsExhausted {
+                    limit: 3,
+                    remaining: 0,
+                },
+                "8",
+            ),
+            (Error::MalformedForwarded, "3"),
+            (Error::StoreUnavailable, "14"),
+            (Error::Config("x".into()), "13"),
+        ];
+        for (err, status) in cases {
+            let r = render(&err, Some("api"), Protocol::Grpc);
+            assert_eq!(r.status(), 200, "{err:?}");
+            assert_eq!(r.headers()["grpc-status"], status, "{err:?}");
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+            assert_eq!(r.headers()["tollgate-error"], err.code());
+            assert!(r.body().is_empty());
+        }
+        let r = render(&Error::MissingClaim("100%".into()), None, Protocol::GrpcWeb);
+        assert_eq!(r.headers()["content-type"], "application/grpc-web");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "the token lacks the required claim `100%25`"
+        );
+        assert_eq!(
+            Protocol::of_content_type(Some(b"application/grpc")),
+            Protocol::Grpc
+        );
+        assert_eq!(
+            Protocol::of_content_type(Some(b"Application/GRPC; charset=x")),
+            Protocol::Grpc
+        );
+        assert_eq!(
+            Protocol::of_content_type(Some(b"application/grpcx")),
+            Protocol::Http
+        );
+        assert_eq!(Protocol::of_content_type(None), Protocol::Http);
     }
 }

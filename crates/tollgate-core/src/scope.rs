@@ -1,8 +1,9 @@
-//! Scope requirements shared by the framework layers.
+//! Scope requirements and claims checks shared by the framework layers.
 
+use std::fmt;
 use std::sync::Arc;
 
-use crate::claims::TokenInfo;
+use crate::claims::{TokenInfo, Verified};
 use crate::error::{Error, Result};
 use crate::gate::Authentication;
 
@@ -78,6 +79,72 @@ impl ScopeRequirement {
     pub fn check_request(&self, found: Option<&Authentication>) -> Result<()> {
         match Authentication::token(found) {
             Ok(token) => self.check(&**token),
+            Err(rejection) => Err(rejection.error()),
+        }
+    }
+}
+
+/// A route's check of the verified token beyond scopes: a predicate over
+/// its claims. `false` answers 403 [`Error::AccessDenied`] (code
+/// `access_denied`, challenge `insufficient_scope` without a `scope`).
+/// Cloning is cheap.
+///
+/// ```
+/// use tollgate_core::{ClaimsCheck, Verified};
+///
+/// let admins = ClaimsCheck::new(|token: &Verified| {
+///     token.subject().is_some_and(|sub| sub.starts_with("admin:"))
+/// });
+/// # let _ = admins;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ClaimsCheck {
+    predicate: Arc<dyn Fn(&Verified) -> bool + Send + Sync>,
+}
+
+impl fmt::Debug for ClaimsCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClaimsCheck(..)")
+    }
+}
+
+impl ClaimsCheck {
+    /// Admits the tokens for which `predicate` holds.
+    pub fn new<F>(predicate: F) -> Self
+    where
+        F: Fn(&Verified) -> bool + Send + Sync + 'static,
+    {
+        ClaimsCheck {
+            predicate: Arc::new(predicate),
+        }
+    }
+
+    /// `Ok` when the predicate holds for `token`, else
+    /// [`Error::AccessDenied`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AccessDenied`].
+    pub fn check(&self, token: &Verified) -> Result<()> {
+        if (self.predicate)(token) {
+            Ok(())
+        } else {
+            Err(Error::AccessDenied)
+        }
+    }
+
+    /// The check a claims layer makes of a request, from what the gate
+    /// left in it: 401 for an anonymous request, 500 when no
+    /// authentication layer ran (see [`Authentication::token`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AccessDenied`], [`Error::MissingToken`] or
+    /// [`Error::Config`].
+    pub fn check_request(&self, found: Option<&Authentication>) -> Result<()> {
+        match Authentication::token(found) {
+            Ok(token) => self.check(token),
             Err(rejection) => Err(rejection.error()),
         }
     }

@@ -85,7 +85,11 @@ where
                 fut: self.inner.call(req),
             },
             Some(MeterStep::Ready(Err(e))) => State::Refused {
-                res: Some(crate::auth::respond(Rejection::inner(e, None))),
+                res: Some(crate::auth::respond(Rejection::inner(
+                    e,
+                    None,
+                    crate::auth::protocol(&req),
+                ))),
             },
             Some(MeterStep::Pending(step)) => {
                 let clone = self.inner.clone();
@@ -147,7 +151,11 @@ where
                             fut: inner.call(req),
                         }),
                         Err(e) => state.set(State::Refused {
-                            res: Some(crate::auth::respond(Rejection::inner(e, None))),
+                            res: Some(crate::auth::respond(Rejection::inner(
+                                e,
+                                None,
+                                crate::auth::protocol(&req),
+                            ))),
                         }),
                     }
                 }

@@ -34,10 +34,12 @@
 
 mod auth;
 mod charge;
+mod claims;
 mod macros;
 mod scope;
 
 pub use auth::{Auth, AuthLayer, ResponseFuture, default_peer_address, verified};
 pub use charge::{Charge, ChargeFuture, ChargeLayer};
+pub use claims::{RequireClaims, RequireClaimsLayer};
 pub use scope::{RequireScope, RequireScopeLayer, ScopeFuture};
 pub use tollgate_core::gate::{Authentication, Gate};

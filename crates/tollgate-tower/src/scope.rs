@@ -81,23 +81,20 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let found = req.extensions().get::<Authentication>();
-        let kind = match self.layer.require.check_request(found) {
-            Ok(()) => Kind::Inner {
-                fut: self.inner.call(req),
-            },
-            Err(err) => Kind::Refused {
-                res: Some(crate::auth::respond(Rejection::inner(
-                    err,
-                    self.layer.realm.as_deref(),
-                ))),
-            },
-        };
-        ScopeFuture { kind }
+        match self.layer.require.check_request(found) {
+            Ok(()) => ScopeFuture::inner(self.inner.call(req)),
+            Err(err) => ScopeFuture::refused(crate::auth::respond(Rejection::inner(
+                err,
+                self.layer.realm.as_deref(),
+                crate::auth::protocol(&req),
+            ))),
+        }
     }
 }
 
 pin_project! {
-    /// Response future of [`RequireScope`].
+    /// Response future of [`RequireScope`] and
+    /// [`RequireClaims`](crate::RequireClaims).
     pub struct ScopeFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,
@@ -109,6 +106,22 @@ pin_project! {
     enum Kind<F, B> {
         Inner { #[pin] fut: F },
         Refused { res: Option<Response<B>> },
+    }
+}
+
+impl<F, B> ScopeFuture<F, B> {
+    /// The inner service was called.
+    pub(crate) fn inner(fut: F) -> Self {
+        ScopeFuture {
+            kind: Kind::Inner { fut },
+        }
+    }
+
+    /// The request was refused with `res`.
+    pub(crate) fn refused(res: Response<B>) -> Self {
+        ScopeFuture {
+            kind: Kind::Refused { res: Some(res) },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use tollgate_conformance::jwt::{Signer, good_claims, now};
+use tollgate_core::policy::{IpBinding, MemoryStore, Policies};
 use tollgate_core::{Authenticator, TrustedIssuer};
 use tollgate_tower::AuthLayer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -176,4 +177,42 @@ fn spans_logs_and_counters_name_the_outcome_but_never_the_token() {
         Some(&1),
         "{counts:?}"
     );
+    drop(counts);
+
+    // Address binding without a peer address: every request is a server
+    // mistake naming the fix, logged at error once, not once per request.
+    log.0.lock().unwrap().clear();
+    let issuer = TrustedIssuer::new("https://issuer.example")
+        .audience("api")
+        .key(Signer::hs256(SECRET).verifying_key().with_kid("k1"));
+    let auth = Authenticator::builder()
+        .issuer(issuer)
+        .policies(Policies::new(Arc::new(MemoryStore::new())).ip_binding(IpBinding::new()))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(AuthLayer::new(auth))
+        .service(service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    for t in [Some(good.as_str()), None, Some(good.as_str())] {
+        let resp = rt.block_on(svc.clone().oneshot(request(t))).unwrap();
+        assert_eq!(resp.status(), 500);
+        assert!(
+            resp.body()
+                .contains("into_make_service_with_connect_info::<SocketAddr>()"),
+            "{}",
+            resp.body()
+        );
+    }
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "logged once: {text}");
+    assert!(
+        errors[0].contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{text}"
+    );
+    for part in good.split('.') {
+        assert!(!text.contains(part), "the log holds a token part: {text}");
+    }
 }

@@ -148,3 +148,34 @@ macro_rules! __scope_settings {
         }
     };
 }
+
+/// The constructors of every framework's claims layer, written once. The
+/// type must have the fields `check: ClaimsCheck` and
+/// `realm: Option<Arc<str>>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __claims_check_settings {
+    ($layer:ty) => {
+        impl $layer {
+            /// Admits the tokens for which `predicate` holds; others get 403
+            /// `access_denied`.
+            pub fn new<F>(predicate: F) -> Self
+            where
+                F: Fn(&$crate::Verified) -> bool + Send + Sync + 'static,
+            {
+                Self::with($crate::ClaimsCheck::new(predicate))
+            }
+
+            /// A layer for a check built elsewhere.
+            pub fn with(check: $crate::ClaimsCheck) -> Self {
+                Self { check, realm: None }
+            }
+
+            /// The `realm` of the challenge.
+            pub fn realm(mut self, realm: impl Into<String>) -> Self {
+                self.realm = Some(::std::sync::Arc::from(realm.into()));
+                self
+            }
+        }
+    };
+}

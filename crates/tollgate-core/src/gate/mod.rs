@@ -5,7 +5,8 @@
 //! it: where tokens are read from, optional mode, CORS preflights, the
 //! challenge's realm and an error hook. [`Gate::decide`] runs extract ->
 //! verified-token cache -> verify -> policies and answers a [`Decision`];
-//! the adapter then only converts: it puts the [`Authentication`] (and the
+//! a gRPC call is refused with a gRPC status ([`crate::render`]); the
+//! adapter then only converts: it puts the [`Authentication`] (and the
 //! [`Meter`] of a metered token) into the request, calls the inner service,
 //! and [settles](Meter::settle) the response. Spans, counters and logs are
 //! the gate's ([`observe`]), the same in every framework.
@@ -47,6 +48,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::Response;
 use tracing::{Instrument, Span};
@@ -59,6 +61,7 @@ use crate::claims::Verified;
 use crate::error::Error;
 use crate::extract::BearerExtractor;
 use crate::policy::{Admission, Meter, RequestInfo};
+use crate::response::Protocol;
 use request::{FORWARDED, RequestFacts, X_FORWARDED_FOR};
 
 /// Replaces the error answer. Gets the error and Tollgate's answer.
@@ -72,6 +75,8 @@ struct Config {
     preflight: bool,
     realm: Option<Arc<str>>,
     on_error: Option<ErrorHook>,
+    /// Set once the missing peer address has been logged at `error`.
+    no_peer_logged: Arc<AtomicBool>,
 }
 
 /// The request gate: an [`Authenticator`] plus the request-side settings.
@@ -137,6 +142,7 @@ impl Gate {
                 preflight: false,
                 realm: None,
                 on_error: None,
+                no_peer_logged: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -207,8 +213,9 @@ impl Gate {
     }
 
     /// Replaces the error answer (status, headers, body). The hook receives
-    /// the error and Tollgate's answer; the [`Error`] still travels with
-    /// the [`Rejection`].
+    /// the error and Tollgate's answer (for a gRPC call, the gRPC status
+    /// answer of [`render`](crate::render)); the [`Error`] still travels
+    /// with the [`Rejection`].
     ///
     /// ```
     /// use tollgate_core::gate::{Decision, Gate, HttpRequest};
@@ -249,6 +256,12 @@ impl Gate {
     /// policies. Answers at once unless keys must be fetched or the store
     /// must be awaited ([`Decision::Pending`]).
     ///
+    /// With address binding on, a request whose peer address the server
+    /// does not record is a server mistake, whatever it carries: 500
+    /// `invalid_configuration` naming the fix ([`RequestView::peer_setup`]),
+    /// logged once at `error`. So the first request after start-up shows
+    /// it, not the first address-bound token in production.
+    ///
     /// See the [module documentation](self) for a whole adapter.
     ///
     /// ```
@@ -287,13 +300,17 @@ impl Gate {
             return Decision::Preflight(answer);
         }
         let span = observe::span();
+        if req.peer().is_none() && config.auth.policies().is_some_and(|p| p.binds_addresses()) {
+            let error = self.no_peer(req.peer_setup());
+            return self.rejected(&span, error, req.protocol()).into();
+        }
         let token = match config.extractor.extract_unchecked(req) {
             Ok(token) => token,
             Err(Error::MissingToken) if config.optional => {
                 observe::anonymous(&span);
                 return Decision::Anonymous;
             }
-            Err(e) => return self.rejected(&span, e).into(),
+            Err(e) => return self.rejected(&span, e, req.protocol()).into(),
         };
         // A cached token passed every check before, the character scan
         // included; only a miss pays for the scan.
@@ -305,11 +322,12 @@ impl Gate {
             },
         });
         match step {
-            Ok(Ok(verified)) => self.admit(span, req, verified).into(),
-            Ok(Err(e)) => self.rejected(&span, e).into(),
+            Ok(Ok(verified)) => self.admit(span, req, req.protocol(), verified).into(),
+            Ok(Err(e)) => self.rejected(&span, e, req.protocol()).into(),
             Err(_fetch) => {
                 // Keys must be fetched: wait, holding what the policies need.
                 let facts = RequestFacts::of(req);
+                let protocol = req.protocol();
                 let token = token.into_owned();
                 let gate = self.clone();
                 let later = async move {
@@ -320,11 +338,13 @@ impl Gate {
                         .instrument(span.clone())
                         .await;
                     match result {
-                        Ok(verified) => match gate.admit(span.clone(), &facts, verified) {
-                            Admit::Now(verdict) => verdict,
-                            Admit::Later(store) => store.await,
-                        },
-                        Err(e) => gate.rejected(&span, e),
+                        Ok(verified) => {
+                            match gate.admit(span.clone(), &facts, protocol, verified) {
+                                Admit::Now(verdict) => verdict,
+                                Admit::Later(store) => store.await,
+                            }
+                        }
+                        Err(e) => gate.rejected(&span, e, protocol),
                     }
                 };
                 Decision::Pending(Box::pin(later))
@@ -334,7 +354,13 @@ impl Gate {
 
     /// Runs the policies (address binding, revocation, credits) for a
     /// verified token.
-    fn admit<R: RequestView>(&self, span: Span, req: &R, token: Arc<Verified>) -> Admit {
+    fn admit<R: RequestView>(
+        &self,
+        span: Span,
+        req: &R,
+        protocol: Protocol,
+        token: Arc<Verified>,
+    ) -> Admit {
         let Some(policies) = self.config.auth.policies() else {
             observe::accepted(&span, &token);
             return Admit::Now(Verdict::Accepted(Admitted { token, meter: None }));
@@ -347,7 +373,7 @@ impl Gate {
                     req.header_values(X_FORWARDED_FOR),
                 ) {
                     Ok(ip) => Some(ip),
-                    Err(e) => return Admit::Now(self.rejected(&span, e)),
+                    Err(e) => return Admit::Now(self.rejected(&span, e, protocol)),
                 },
                 None => None,
             }
@@ -360,15 +386,26 @@ impl Gate {
             query: req.query(),
         };
         match policies.admit(token.clone(), client, &request) {
-            Admission::Ready(decided) => Admit::Now(self.conclude(&span, token, decided)),
+            Admission::Ready(decided) => Admit::Now(self.conclude(&span, token, decided, protocol)),
             Admission::Pending(store) => {
                 let gate = self.clone();
                 Admit::Later(Box::pin(async move {
                     let decided = store.instrument(span.clone()).await;
-                    gate.conclude(&span, token, decided)
+                    gate.conclude(&span, token, decided, protocol)
                 }))
             }
         }
+    }
+
+    /// The error for a request without a peer address under address
+    /// binding; logged at `error` the first time.
+    fn no_peer(&self, setup: &str) -> Error {
+        let message =
+            format!("address binding is on but the server gives no peer address: {setup}");
+        if !self.config.no_peer_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!("{message}");
+        }
+        Error::Config(message)
     }
 
     fn conclude(
@@ -376,25 +413,33 @@ impl Gate {
         span: &Span,
         token: Arc<Verified>,
         decided: crate::Result<Option<Arc<Meter>>>,
+        protocol: Protocol,
     ) -> Verdict {
         match decided {
             Ok(meter) => {
                 observe::accepted(span, &token);
                 Verdict::Accepted(Admitted { token, meter })
             }
-            Err(e) => self.rejected(span, e),
+            Err(e) => self.rejected(span, e, protocol),
         }
     }
 
-    fn rejected(&self, span: &Span, err: Error) -> Verdict {
+    fn rejected(&self, span: &Span, err: Error, protocol: Protocol) -> Verdict {
         observe::rejected(span, &err);
-        Verdict::Rejected(self.reject(err))
+        Verdict::Rejected(self.reject_as(err, protocol))
     }
 
     /// The answer to a request this gate refuses: Tollgate's rendering with
     /// this gate's realm, then the error hook.
     pub fn reject(&self, error: Error) -> Rejection {
-        let mut response = crate::error_response(&error, self.config.realm.as_deref());
+        self.reject_as(error, Protocol::Http)
+    }
+
+    /// [`reject`](Self::reject) in the request's [`Protocol`]: for a gRPC
+    /// call, a gRPC status ([`render`](crate::render)) instead of an HTTP
+    /// status; then the error hook.
+    pub fn reject_as(&self, error: Error, protocol: Protocol) -> Rejection {
+        let mut response = crate::render(&error, self.config.realm.as_deref(), protocol);
         if let Some(hook) = &self.config.on_error {
             response = hook(&error, response);
         }
@@ -511,11 +556,13 @@ impl Rejection {
         Rejection { error, response }
     }
 
-    /// The answer of a Tollgate layer inside the gate (scopes, route
-    /// costs): Tollgate's rendering with `realm`, logged like the gate's.
-    pub fn inner(error: Error, realm: Option<&str>) -> Rejection {
+    /// The answer of a Tollgate layer inside the gate (scopes, claims
+    /// checks, route costs): Tollgate's rendering with `realm` in the
+    /// request's [`Protocol`] ([`RequestView::protocol`]), logged like the
+    /// gate's.
+    pub fn inner(error: Error, realm: Option<&str>, protocol: Protocol) -> Rejection {
         observe::log_rejection(&error);
-        let response = crate::error_response(&error, realm);
+        let response = crate::render(&error, realm, protocol);
         Rejection { error, response }
     }
 }

@@ -61,6 +61,19 @@ pub trait RequestView {
     /// The connection's peer address, if the server records it.
     fn peer(&self) -> Option<IpAddr>;
 
+    /// What the server must do so that [`peer`](Self::peer) answers: the
+    /// fix named in the error (and the one log line at `error`) when
+    /// address binding is on and the peer is unknown.
+    fn peer_setup(&self) -> &'static str {
+        "have the server record the connection's peer address"
+    }
+
+    /// How the request expects to be refused: gRPC when its `Content-Type`
+    /// is `application/grpc...`, else HTTP.
+    fn protocol(&self) -> crate::Protocol {
+        crate::Protocol::of_content_type(self.header_values("content-type").next())
+    }
+
     /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
     fn is_preflight(&self) -> bool {
         self.method() == "OPTIONS"
@@ -148,6 +161,13 @@ impl<'r, B> HttpRequest<'r, B> {
     }
 }
 
+/// The fix for an `http` 1 server that records no peer address.
+pub(crate) const HTTP_PEER_SETUP: &str = "with axum, serve \
+    `app.into_make_service_with_connect_info::<SocketAddr>()` \
+    (`axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())`); \
+    with another tower server, put the peer's `SocketAddr` into the request's extensions \
+    or set `AuthLayer::peer_address`";
+
 impl<B> RequestView for HttpRequest<'_, B> {
     fn method(&self) -> &str {
         self.request.method().as_str()
@@ -167,5 +187,8 @@ impl<B> RequestView for HttpRequest<'_, B> {
     }
     fn peer(&self) -> Option<IpAddr> {
         self.peer
+    }
+    fn peer_setup(&self) -> &'static str {
+        HTTP_PEER_SETUP
     }
 }

@@ -15,6 +15,16 @@
 //!     .ip_binding(IpBinding::new().trusted_proxies(["10.0.0.0/8"]).unwrap());
 //! # let _ = policies;
 //! ```
+//!
+//! Address binding needs the connection's peer address. With axum, serve
+//! with connection info, or every request gets 500 `invalid_configuration`
+//! naming this call (logged once at `error`):
+//!
+//! ```text
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! ```
+//!
+//! actix-web always records the peer of a TCP connection.
 
 mod config;
 mod ip;
@@ -145,6 +155,12 @@ impl Policies {
         self.ip.as_ref().map(|i| i.claim.as_str())
     }
 
+    /// True when address binding is on: every request must then come with
+    /// its peer address.
+    pub(crate) fn binds_addresses(&self) -> bool {
+        self.ip.is_some()
+    }
+
     /// True when the client address must be known for this token: it is
     /// bound to addresses and binding is on.
     pub(crate) fn needs_client_address(&self, token: &dyn TokenInfo) -> bool {
@@ -211,8 +227,10 @@ impl Policies {
     ) -> Admission {
         if let (Some(_), Some(bound)) = (&self.ip, token.bound_addresses()) {
             let Some(client) = client else {
+                // The gate refuses every request without a peer address
+                // under binding, naming the fix, before it gets here.
                 return Admission::Ready(Err(Error::Config(
-                    "the client address is unknown; serve with connection info".into(),
+                    "address binding is on but the server gives no peer address".into(),
                 )));
             };
             if !bound.iter().any(|n| n.contains(client)) {

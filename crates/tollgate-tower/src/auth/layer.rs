@@ -32,9 +32,13 @@ pub fn default_peer_address(ext: &http::Extensions) -> Option<IpAddr> {
 /// metered token, its [`Meter`](tollgate_core::policy::Meter); the inner
 /// service is called. On failure the RFC 6750 / RFC 9457 answer is returned
 /// with the [`Error`](tollgate_core::Error) in its extensions, and the inner
-/// service is never called. By default a token is required, only the
-/// `Authorization` header is read, and CORS preflights are authenticated
-/// like any request.
+/// service is never called. A gRPC call (`Content-Type:
+/// application/grpc...`, e.g. to a tonic server built with
+/// `Server::builder().layer(..)`) is refused with a gRPC status instead
+/// (`UNAUTHENTICATED`, `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`; see
+/// [`render`](tollgate_core::render)). By default a token is required,
+/// only the `Authorization` header is read, and CORS preflights are
+/// authenticated like any request.
 ///
 /// ```
 /// use tollgate_core::{Algorithm, Authenticator, TrustedIssuer, VerifyingKey};

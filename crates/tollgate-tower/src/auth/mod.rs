@@ -36,6 +36,11 @@ pub use service::{Auth, verified};
 use http::Response;
 use tollgate_core::gate::{Admitted, Authentication, Rejection};
 
+/// How a request expects to be refused (gRPC or HTTP), by the gate's rule.
+pub(crate) fn protocol<B>(req: &http::Request<B>) -> tollgate_core::Protocol {
+    tollgate_core::gate::RequestView::protocol(&tollgate_core::gate::HttpRequest::new(req, None))
+}
+
 /// A rejection as a response of the inner service's body type, with the
 /// [`Error`](tollgate_core::Error) in its extensions.
 pub(crate) fn respond<B: From<String>>(rejection: Rejection) -> Response<B> {
