@@ -95,7 +95,8 @@ impl Settings {
 ///     ..MintRequest::default()
 /// })?;
 /// let req = http::Request::get("/").header("authorization", format!("Bearer {}", minted.token)).body(())?;
-/// let ask = || match api.decide(&HttpRequest::new(&req, None)) {
+/// let peer = Some("203.0.113.7".parse()?);
+/// let ask = || match api.decide(&HttpRequest::new(&req, peer)) {
 ///     Decision::Accepted(admitted) => Ok(admitted.token.end_user().map(str::to_owned)),
 ///     Decision::Rejected(rejection) => Err(rejection.error),
 ///     _ => unreachable!("the memory store answers at once"),
