@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub demo: DemoConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
     /// Where `data_dir` came from, for messages (not read from the file).
     #[serde(skip)]
     pub data_dir_origin: String,
@@ -64,6 +66,30 @@ pub(crate) struct DemoConfig {
     pub cost: u64,
 }
 
+/// `[tls]`: a certificate and key, a generated development certificate,
+/// or a TLS-terminating proxy in front.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TlsConfig {
+    /// Certificate chain, PEM (leaf first).
+    pub cert: Option<PathBuf>,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Generate (once, kept in `<data_dir>/tls/`) a development CA and a
+    /// certificate for the listen address, `localhost` and 127.0.0.1.
+    pub self_signed: bool,
+    /// Plain HTTP behind a proxy that terminates TLS: allowed on any
+    /// address; `issuer` must then be the proxy's `https` URL.
+    pub proxy: bool,
+}
+
+impl TlsConfig {
+    /// `serve` speaks TLS itself.
+    pub(crate) fn enabled(&self) -> bool {
+        self.self_signed || self.cert.is_some()
+    }
+}
+
 /// `[metrics]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +110,7 @@ impl Default for Config {
             clients: Vec::new(),
             demo: DemoConfig::default(),
             metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
             data_dir_origin: "the default, ./tollgate-data".to_owned(),
         }
     }
@@ -170,6 +197,34 @@ impl Config {
         {
             return Err(err("issuer", "must be an http(s) URL".into()));
         }
+        let tls = &self.tls;
+        if tls.cert.is_some() != tls.key.is_some() {
+            return Err(err("tls.cert", "`cert` and `key` go together".into()));
+        }
+        if tls.self_signed && tls.cert.is_some() {
+            return Err(err(
+                "tls.self_signed",
+                "give `cert` and `key`, or `self_signed`, not both".into(),
+            ));
+        }
+        if tls.proxy && tls.enabled() {
+            return Err(err(
+                "tls.proxy",
+                "a proxy terminates TLS: no `cert`, `key` or `self_signed` with it".into(),
+            ));
+        }
+        if tls.proxy
+            && !self
+                .issuer
+                .as_deref()
+                .is_some_and(|i| i.starts_with("https://"))
+        {
+            return Err(err(
+                "issuer",
+                "behind a TLS-terminating proxy (`tls.proxy`), set `issuer` to the proxy's https URL"
+                    .into(),
+            ));
+        }
         for (i, c) in self.clients.iter().enumerate() {
             let key = |k: &str| format!("clients[{i}].{k}");
             check_client_id(&c.id).map_err(|reason| err(&key("id"), reason))?;
@@ -208,8 +263,9 @@ impl Config {
 
     /// The issuer URL.
     pub(crate) fn issuer_url(&self) -> String {
-        self.issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+        self.issuer.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen)
+        })
     }
 }

@@ -16,6 +16,7 @@ mod ops;
 mod output;
 mod serve;
 mod sqlite;
+mod tls;
 mod token;
 
 use std::path::PathBuf;

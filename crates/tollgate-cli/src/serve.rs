@@ -11,6 +11,7 @@ use tollgate_core::{Algorithm, Authenticator, RemoteOptions, TrustedIssuer};
 use tollgate_issuer::{Client, KeyRing, Settings, TokenServer};
 
 use crate::config::Config;
+use crate::tls::Tls;
 use crate::{Failure, open_ring, read_clients, runtime, write_clients};
 
 /// The audience of the demo API (the development client's default).
@@ -121,8 +122,13 @@ fn reload(config: &Config, server: &TokenServer) {
 }
 
 pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
-    // Keys first: a ring that cannot serve is a configuration error, found
-    // before anything listens.
+    // TLS and keys first: plain HTTP where it is not safe, or a ring that
+    // cannot serve, is a configuration error found before anything listens.
+    let tls = Tls::from_config(&config, config.listen)?;
+    let rustls = match &tls {
+        Some(t) => Some(t.load().await?),
+        None => None,
+    };
     let ring = open_ring(&config)?;
     check_publishable(&config, &ring)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -130,10 +136,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| cannot_listen(&config, &e))?;
     let addr = listener.local_addr().map_err(runtime)?;
     // Port 0 picks a free port; the issuer URL follows the real one.
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let issuer_url = config
         .issuer
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let mut stored = read_clients(&config)?;
     let mut new_secret = None;
     if stored.is_empty() && config.clients.is_empty() {
@@ -178,12 +185,28 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             }
             _ => addr,
         };
+        let (jwks_url, remote) = match &tls {
+            None => (
+                format!("http://{own}/.well-known/jwks.json"),
+                RemoteOptions::new().allow_insecure_http(),
+            ),
+            // Over TLS, by a name the certificate holds, resolved to the
+            // own listener, trusting the certificate's CA.
+            Some(t) => {
+                let url = match &config.issuer {
+                    Some(issuer) => format!("{issuer}/.well-known/jwks.json"),
+                    None => format!("https://localhost:{}/.well-known/jwks.json", addr.port()),
+                };
+                let client = t.own_client(&url, own)?;
+                (url, RemoteOptions::new().client(client))
+            }
+        };
         let auth: Authenticator = Authenticator::builder()
             .issuer(
                 TrustedIssuer::new(issuer_url.clone())
                     .audience(demo_audience(&issuer_url))
-                    .jwks_url(format!("http://{own}/.well-known/jwks.json"))
-                    .remote_options(RemoteOptions::new().allow_insecure_http()),
+                    .jwks_url(jwks_url)
+                    .remote_options(remote),
             )
             // Credits, and the client addresses restricted tokens are bound to
             // (the peer address comes from the connect info below).
@@ -220,6 +243,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
             .map_err(runtime)?;
         let server = server.clone();
         let config = config.clone();
+        let (tls, rustls) = (tls.clone(), rustls.clone());
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 let (config, server) = (config.clone(), server.clone());
@@ -227,6 +251,14 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
                 let (c, s) = (config.clone(), server.clone());
                 let _ = tokio::task::spawn_blocking(move || reload(&c, &s)).await;
                 crate::clients::apply_client_revocations(&config, &server).await;
+                if let (Some(t), Some(r)) = (&tls, &rustls) {
+                    match r.reload_from_pem_file(&t.cert, &t.key).await {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS certificate not reloaded; the old one stays")
+                        }
+                    }
+                }
             }
         });
     }
@@ -244,15 +276,32 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         dev_client,
         data_dir: &config.data_dir,
         metrics,
+        tls: tls.as_ref(),
+        listening: addr,
     });
     tracing::info!(%addr, issuer = %issuer_url, data_dir = %config.data_dir.display(), "tollgate serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(runtime)?;
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match rustls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(runtime)?,
+        Some(rustls) => {
+            let handle = axum_server::Handle::new();
+            let stop = handle.clone();
+            tokio::spawn(async move {
+                shutdown().await;
+                stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            let std_listener = listener.into_std().map_err(runtime)?;
+            axum_server::from_tcp_rustls(std_listener, rustls)
+                .map_err(runtime)?
+                .handle(handle)
+                .serve(app)
+                .await
+                .map_err(runtime)?;
+        }
+    }
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     Ok(())
@@ -307,6 +356,9 @@ struct Walkthrough<'a> {
     dev_client: bool,
     data_dir: &'a std::path::Path,
     metrics: Option<SocketAddr>,
+    tls: Option<&'a Tls>,
+    /// The bound address.
+    listening: SocketAddr,
 }
 
 /// The banner: a walkthrough that works on every start. On the first start
@@ -316,6 +368,20 @@ fn print_walkthrough(w: &Walkthrough<'_>) {
     let issuer = w.issuer;
     let mut out: Vec<String> = Vec::new();
     out.push(format!("Tollgate is serving {issuer}"));
+    out.push(format!("Listening on {}", w.listening));
+    // Over TLS with the development CA, every curl line trusts it.
+    let curl = match w.tls.and_then(|t| t.ca.as_ref().map(|ca| (t, ca))) {
+        Some((t, ca)) => {
+            let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+            out.push(format!(
+                "TLS: development CA {} (SHA-256 {})",
+                ca.display(),
+                t.fingerprint().unwrap_or_default()
+            ));
+            format!("curl --cacert '{}'", ca.display())
+        }
+        None => "curl".to_owned(),
+    };
     if let Some(m) = w.metrics {
         out.push(format!("Prometheus metrics: http://{m}/metrics"));
     }
@@ -351,28 +417,28 @@ fn print_walkthrough(w: &Walkthrough<'_>) {
         ),
     }
     out.push(format!(
-        "  curl -s -u dev:$SECRET -d grant_type=client_credentials {issuer}/connect/token"
+        "  {curl} -s -u dev:$SECRET -d grant_type=client_credentials {issuer}/connect/token"
     ));
     if w.demo {
         out.push("  # a token worth 3 credits for an end user, bound to 127.0.0.1:".to_string());
         out.push(format!(
-            "  TOKEN=$(curl -s -u dev:$SECRET -d credits=3 -d lifetime=600 -d ip=127.0.0.1 {issuer}/connect/jwt | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
+            "  TOKEN=$({curl} -s -u dev:$SECRET -d credits=3 -d lifetime=600 -d ip=127.0.0.1 {issuer}/connect/jwt | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')"
         ));
         out.push(
             "  # three calls succeed (watch credits-remaining), the fourth is 402:".to_string(),
         );
         out.push(format!(
-            "  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
+            "  {curl} -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
         ));
         out.push(format!(
-            "  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/introspect"
+            "  {curl} -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/introspect"
         ));
         out.push("  # revoke it, and the API answers 401:".to_string());
         out.push(format!(
-            "  curl -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/revocation"
+            "  {curl} -s -u dev:$SECRET -d token=$TOKEN {issuer}/connect/revocation"
         ));
         out.push(format!(
-            "  curl -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
+            "  {curl} -i -H \"Authorization: Bearer $TOKEN\" {issuer}/demo/hello"
         ));
     }
     #[cfg(unix)]

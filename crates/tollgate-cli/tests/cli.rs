@@ -424,13 +424,33 @@ async fn inspect_verifies_against_a_jwks_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_api_reads_keys_from_its_own_listener() {
-    // Bound to every address, the issuer URL is `http://0.0.0.0:<port>`, not
-    // a loopback URL: the demo API still gets its keys, from its own
-    // listener.
+    // Bound to every address, plain HTTP is refused unless a proxy in
+    // front terminates TLS and the issuer is its https URL.
     let dir = temp_dir("own-listener");
+    let (code, _, err) = run(&dir, &["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("[tls]"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("tollgate-data").exists(),
+        "refused before creating anything"
+    );
+    std::fs::write(dir.join("tollgate.toml"), "[tls]\nproxy = true\n").unwrap();
+    let (code, _, err) = run(&dir, &["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("issuer") && err.contains("https"), "{err}");
+    std::fs::write(
+        dir.join("tollgate.toml"),
+        "issuer = \"https://auth.example\"\n[tls]\nproxy = true\n",
+    )
+    .unwrap();
+    // The issuer URL names the proxy, not a loopback URL: the demo API
+    // still gets its keys, from its own listener.
     let server = serve_on(&dir, "0.0.0.0:0");
-    let port = server.url.rsplit(':').next().unwrap().to_owned();
-    let local = format!("http://127.0.0.1:{port}");
+    assert_eq!(server.url, "https://auth.example");
+    let local = format!("http://127.0.0.1:{}", server.port());
     let token = client_credentials(&local, "dev", server.secret.as_deref().unwrap()).await;
     let r = reqwest::Client::new()
         .get(format!("{local}/demo/hello"))

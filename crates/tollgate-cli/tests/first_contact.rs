@@ -410,3 +410,83 @@ async fn inspect_says_what_it_checked_and_tells_unavailable_from_invalid() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[tls] self_signed`: a development CA and certificate in the data
+/// directory, its fingerprint and `curl --cacert` lines in the banner, and
+/// the walkthrough over HTTPS (the demo API included), bound to every
+/// address; the certificate is kept across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_over_tls_passes_the_walkthrough() {
+    let dir = temp_dir("tls");
+    std::fs::write(dir.join("tollgate.toml"), "[tls]\nself_signed = true\n").unwrap();
+    let server = serve_on(&dir, "0.0.0.0:0");
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let banner = server.banner.join("\n");
+    let ca = dir.join("tollgate-data/tls/ca.pem");
+    assert!(banner.contains("SHA-256 "), "{banner}");
+    assert!(
+        banner.contains(&format!("curl --cacert '{}'", ca.display())),
+        "{banner}"
+    );
+    let pem = std::fs::read(&ca).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}", server.port());
+    let secret = server.secret.clone().unwrap();
+    let r = http
+        .post(format!("{url}/connect/jwt"))
+        .basic_auth("dev", Some(&secret))
+        .form_urlencoded("credits=3&lifetime=600&ip=127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = http
+            .get(format!("{url}/demo/hello"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        seen.push(r.status().as_u16());
+    }
+    assert_eq!(seen, [200, 200, 200, 402]);
+    let r = http
+        .post(format!("{url}/connect/revocation"))
+        .basic_auth("dev", Some(&secret))
+        .form_urlencoded(&format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{url}/demo/hello"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Plain HTTP to the TLS port gets no answer a client could use.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", server.port()))
+        .send()
+        .await;
+    assert!(plain.map_or(true, |r| !r.status().is_success()));
+    // A restart keeps the certificate (same CA).
+    signal(&server, "TERM");
+    drop(server);
+    let again = serve_on(&dir, "127.0.0.1:0");
+    assert_eq!(std::fs::read(&ca).unwrap(), pem);
+    let r = http
+        .get(format!("https://localhost:{}/healthz", again.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

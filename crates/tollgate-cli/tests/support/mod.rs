@@ -30,6 +30,18 @@ pub struct Server {
     pub log: PathBuf,
 }
 
+impl Server {
+    /// The port it listens on, from its banner's `Listening on` line.
+    pub fn port(&self) -> u16 {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("Listening on "))
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `Listening on` line: {:?}", self.banner))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
