@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs two independent JOSE implementations for tests/interop.rs:
-# PyJWT (PyPI) in a virtualenv and `jose` (npm), under target/interop.
+# Installs two independent JOSE implementations for the interop tests:
+# PyJWT (PyPI) in a virtualenv and `jose` (npm), and Authlib's OAuth 2.0
+# client (PyPI) for the refresh flow, under target/interop.
 # Usage: scripts/interop-setup.sh [dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-target/interop}"
 mkdir -p "$dir"
-if [ ! -x "$dir/venv/bin/python" ] || ! "$dir/venv/bin/python" -c "import jwt, cryptography" 2>/dev/null; then
+if [ ! -x "$dir/venv/bin/python" ] || ! "$dir/venv/bin/python" -c "import jwt, cryptography, authlib, requests" 2>/dev/null; then
     python3 -m venv "$dir/venv"
-    "$dir/venv/bin/pip" install -q "pyjwt[crypto]>=2.8"
+    "$dir/venv/bin/pip" install -q "pyjwt[crypto]>=2.8" "authlib>=1.3" "requests>=2.31"
 fi
 if [ ! -d "$dir/node/node_modules/jose" ]; then
     mkdir -p "$dir/node"

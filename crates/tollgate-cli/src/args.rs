@@ -146,6 +146,11 @@ pub(crate) enum ClientsCommand {
         /// Most credits a restricted token may carry.
         #[arg(long, default_value_t = 1000)]
         max_credits: u64,
+        /// Longest life, in seconds, of a refresh-token family its
+        /// restricted tokens may start (`refresh=true` at /connect/jwt);
+        /// 0: no refresh tokens.
+        #[arg(long, default_value_t = 0)]
+        refresh_lifetime: u64,
     },
     /// List clients (never secrets).
     List {

@@ -19,6 +19,7 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
             scopes,
             lifetime,
             max_credits,
+            refresh_lifetime,
         } => {
             tollgate_issuer::check_client_id(&id).map_err(Failure::Usage)?;
             if let Some(a) = audiences.iter().find(|a| a.trim().is_empty()) {
@@ -32,6 +33,7 @@ pub(crate) fn clients(cmd: ClientsCommand) -> Result<ExitCode, Failure> {
             let (mut client, secret) = Client::generate(id.clone(), audiences, scopes);
             client.token_lifetime = lifetime;
             client.max_credits = max_credits;
+            client.refresh_lifetime = refresh_lifetime;
             all.push(client);
             write_clients(&config, &all)?;
             outln!("client_id:     {id}");

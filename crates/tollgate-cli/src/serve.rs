@@ -145,11 +145,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
     let mut new_secret = None;
     if stored.is_empty() && config.clients.is_empty() {
         // First start: a development client, its secret printed once.
-        let (client, secret) = Client::generate(
+        let (mut client, secret) = Client::generate(
             "dev",
             vec![demo_audience(&issuer_url)],
             vec!["demo:read".into()],
         );
+        // Restricted tokens with `refresh=true` get refresh tokens, for a day.
+        client.refresh_lifetime = 86_400;
         stored.push(client);
         write_clients(&config, &stored)?;
         new_secret = Some(secret);
