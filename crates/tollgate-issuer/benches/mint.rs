@@ -34,5 +34,44 @@ fn mint(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, mint);
+/// One refresh in process: find, rotate (memory store), re-mint (ES256).
+/// Each iteration rotates the token the previous one returned.
+fn refresh(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (mut client, _) = Client::generate("bench", vec!["api".into()], vec!["read".into()]);
+    client.refresh_lifetime = 86_400;
+    let server = TokenServer::new(
+        Settings::new("https://issuer.example"),
+        KeyRing::ephemeral(Algorithm::ES256).unwrap(),
+        vec![client.clone()],
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let first = rt
+        .block_on(server.mint_refreshable(
+            &client,
+            &MintRequest {
+                credits: Some(100),
+                restricted: true,
+                ..MintRequest::default()
+            },
+        ))
+        .unwrap();
+    let mut token = first.refresh_token;
+    let mut g = c.benchmark_group("refresh");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("rotate_and_mint_ES256", |b| {
+        b.iter(|| {
+            let next = rt
+                .block_on(server.refresh_token_grant(&client, &token, None, None))
+                .unwrap();
+            token = next.refresh_token;
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, mint, refresh);
 criterion_main!(benches);

@@ -136,7 +136,14 @@ impl TokenServer {
     /// A spent refresh token presented again revokes its family: its
     /// refresh tokens and its access tokens, in every API sharing the
     /// store.
-    pub(crate) async fn refresh(
+    ///
+    /// # Errors
+    ///
+    /// `invalid_grant` for an unknown, ended, spent (reused), revoked or
+    /// another client's refresh token, or one bound to other addresses;
+    /// `invalid_scope` for a scope outside the grant;
+    /// `temporarily_unavailable` when the store cannot answer.
+    pub async fn refresh_token_grant(
         &self,
         client: &Client,
         token: &str,

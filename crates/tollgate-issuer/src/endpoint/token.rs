@@ -73,7 +73,9 @@ pub(crate) async fn token(
                 .as_deref()
                 .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
             let scopes = params.scopes();
-            let r = server.refresh(&client, token, scopes, peer).await?;
+            let r = server
+                .refresh_token_grant(&client, token, scopes, peer)
+                .await?;
             let remaining = server.credits_left(&r).await?;
             let mut body = json!({
                 "access_token": r.minted.token,
