@@ -9,56 +9,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
+
+use tollgate_conformance::interop::{lines_of, tools};
 
 use tollgate::core::Algorithm;
 use tollgate::core::policy::MemoryStore;
 use tollgate::issuer::{Client, KeyRing, MintRequest, Settings, TokenServer};
 
 const AUD: &str = "https://api.example";
-
-fn tools() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOLLGATE_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
-    let ready = dir.join("venv/bin/python").exists() && dir.join("node/node_modules/jose").exists();
-    if ready {
-        return Some(dir);
-    }
-    if std::env::var_os("TOLLGATE_INTEROP_REQUIRED").is_some() {
-        panic!(
-            "interop tools missing in {}: run scripts/interop-setup.sh",
-            dir.display()
-        );
-    }
-    eprintln!("warning: interop tools missing; run scripts/interop-setup.sh (test skipped)");
-    None
-}
-
-fn run(cmd: &mut Command, tokens: &[String]) -> Vec<String> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for t in tokens {
-            writeln!(stdin, "{t}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_and_node_jose_verify_issued_tokens() {
@@ -116,7 +77,7 @@ async fn pyjwt_and_node_jose_verify_issued_tokens() {
         let tokens = vec![access, restricted, after_rotation, tampered];
 
         let jwks = format!("{issuer}/.well-known/jwks.json");
-        let py = run(
+        let py = lines_of(
             Command::new(dir.join("venv/bin/python"))
                 .arg(
                     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/verify_pyjwt.py"),
@@ -124,7 +85,7 @@ async fn pyjwt_and_node_jose_verify_issued_tokens() {
                 .args([&jwks, &issuer, AUD]),
             &tokens,
         );
-        let node = run(
+        let node = lines_of(
             Command::new("node")
                 .arg(&script)
                 .args([&jwks, &issuer, AUD]),

@@ -1,17 +1,9 @@
 //! [`RequireClaims`]: a check of the token's claims for a scope or resource.
 
 use std::fmt;
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use actix_web::HttpMessage;
-use actix_web::body::EitherBody;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use tollgate_core::ClaimsCheck;
-use tollgate_core::gate::{Authentication, Rejection, RequestView};
-
-use crate::convert::{View, respond};
-use crate::middleware::LocalBoxFuture;
 
 /// Requires a predicate over the token for a scope or resource
 /// (`Scope::wrap`, `Resource::wrap`), inside [`Auth`](crate::Auth). A
@@ -44,63 +36,8 @@ impl fmt::Debug for RequireClaims {
 
 tollgate_core::__claims_check_settings!(RequireClaims);
 
-impl<S, B> Transform<S, ServiceRequest> for RequireClaims
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Transform = RequireClaimsMiddleware<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequireClaimsMiddleware {
-            service,
-            require: self.clone(),
-        }))
-    }
-}
-
-/// The service made by [`RequireClaims`].
-pub struct RequireClaimsMiddleware<S> {
-    service: S,
-    require: RequireClaims,
-}
-
-impl<S, B> Service<ServiceRequest> for RequireClaimsMiddleware<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let checked = {
-            let ext = req.extensions();
-            self.require
-                .check
-                .check_request(ext.get::<Authentication>())
-        };
-        match checked {
-            Ok(()) => {
-                let fut = self.service.call(req);
-                Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
-            }
-            Err(err) => {
-                let protocol = View(&req).protocol();
-                let resp = respond(Rejection::inner(
-                    err,
-                    self.require.realm.as_deref(),
-                    protocol,
-                ));
-                Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
-            }
-        }
-    }
-}
+crate::scope::token_check!(
+    RequireClaims,
+    RequireClaimsMiddleware,
+    "The service made by [`RequireClaims`]."
+);

@@ -1,16 +1,8 @@
 //! [`RequireScope`]: scope requirements for a scope or resource.
 
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
-use actix_web::HttpMessage;
-use actix_web::body::EitherBody;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use tollgate_core::ScopeRequirement;
-use tollgate_core::gate::{Authentication, Rejection, RequestView};
-
-use crate::convert::{View, respond};
-use crate::middleware::LocalBoxFuture;
 
 /// Scope requirements for a scope or resource; wrap it inside
 /// [`Auth`](crate::Auth). A token without the scopes gets 403
@@ -19,69 +11,101 @@ use crate::middleware::LocalBoxFuture;
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RequireScope {
-    require: ScopeRequirement,
+    check: ScopeRequirement,
     realm: Option<Arc<str>>,
 }
 
 tollgate_core::__scope_settings!(RequireScope);
 
-impl<S, B> Transform<S, ServiceRequest> for RequireScope
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Transform = RequireScopeMiddleware<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
+token_check!(
+    RequireScope,
+    RequireScopeMiddleware,
+    "The service made by [`RequireScope`]."
+);
 
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequireScopeMiddleware {
-            service,
-            require: self.clone(),
-        }))
-    }
-}
+/// The `Transform` impl, the middleware and its `Service` impl of a check
+/// on the token [`Auth`](crate::Auth) admitted (scopes, a claims
+/// predicate): the type holds `check` (with `check_request`) and `realm`;
+/// a refusal is answered in the request's protocol, the inner service
+/// never called.
+macro_rules! token_check {
+    ($check:ident, $middleware:ident, $doc:literal) => {
+        impl<S, B> actix_web::dev::Transform<S, actix_web::dev::ServiceRequest> for $check
+        where
+            S: actix_web::dev::Service<
+                    actix_web::dev::ServiceRequest,
+                    Response = actix_web::dev::ServiceResponse<B>,
+                    Error = actix_web::Error,
+                > + 'static,
+            B: 'static,
+        {
+            type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
+            type Error = actix_web::Error;
+            type Transform = $middleware<S>;
+            type InitError = ();
+            type Future = std::future::Ready<Result<Self::Transform, ()>>;
 
-/// The service made by [`RequireScope`].
-pub struct RequireScopeMiddleware<S> {
-    service: S,
-    require: RequireScope,
-}
-
-impl<S, B> Service<ServiceRequest> for RequireScopeMiddleware<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let checked = {
-            let ext = req.extensions();
-            self.require
-                .require
-                .check_request(ext.get::<Authentication>())
-        };
-        match checked {
-            Ok(()) => {
-                let fut = self.service.call(req);
-                Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
-            }
-            Err(err) => {
-                let protocol = View(&req).protocol();
-                let resp = respond(Rejection::inner(
-                    err,
-                    self.require.realm.as_deref(),
-                    protocol,
-                ));
-                Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
+            fn new_transform(&self, service: S) -> Self::Future {
+                std::future::ready(Ok($middleware {
+                    service,
+                    check: self.clone(),
+                }))
             }
         }
-    }
+
+        #[doc = $doc]
+        pub struct $middleware<S> {
+            service: S,
+            check: $check,
+        }
+
+        impl<S, B> actix_web::dev::Service<actix_web::dev::ServiceRequest> for $middleware<S>
+        where
+            S: actix_web::dev::Service<
+                    actix_web::dev::ServiceRequest,
+                    Response = actix_web::dev::ServiceResponse<B>,
+                    Error = actix_web::Error,
+                > + 'static,
+            B: 'static,
+        {
+            type Response = actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>;
+            type Error = actix_web::Error;
+            type Future = crate::middleware::LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+            actix_web::dev::forward_ready!(service);
+
+            fn call(&self, req: actix_web::dev::ServiceRequest) -> Self::Future {
+                use actix_web::HttpMessage as _;
+                use tollgate_core::gate::RequestView as _;
+                let checked = {
+                    let ext = req.extensions();
+                    self.check
+                        .check
+                        .check_request(ext.get::<tollgate_core::gate::Authentication>())
+                };
+                match checked {
+                    Ok(()) => {
+                        let fut = self.service.call(req);
+                        Box::pin(async move {
+                            fut.await
+                                .map(actix_web::dev::ServiceResponse::map_into_left_body)
+                        })
+                    }
+                    Err(err) => {
+                        let protocol = crate::convert::View(&req).protocol();
+                        let resp = crate::convert::respond(tollgate_core::gate::Rejection::inner(
+                            err,
+                            self.check.realm.as_deref(),
+                            protocol,
+                        ));
+                        Box::pin(std::future::ready(Ok(req
+                            .into_response(resp)
+                            .map_into_right_body())))
+                    }
+                }
+            }
+        }
+    };
 }
+
+pub(crate) use token_check;

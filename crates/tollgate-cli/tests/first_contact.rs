@@ -435,42 +435,7 @@ async fn serve_over_tls_passes_the_walkthrough() {
         .unwrap();
     let url = format!("https://localhost:{}", server.port());
     let secret = server.secret.clone().unwrap();
-    let r = http
-        .post(format!("{url}/connect/jwt"))
-        .basic_auth("dev", Some(&secret))
-        .form_urlencoded("credits=3&lifetime=600&ip=127.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    let token = body["token"].as_str().unwrap().to_owned();
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        let r = http
-            .get(format!("{url}/demo/hello"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        seen.push(r.status().as_u16());
-    }
-    assert_eq!(seen, [200, 200, 200, 402]);
-    let r = http
-        .post(format!("{url}/connect/revocation"))
-        .basic_auth("dev", Some(&secret))
-        .form_urlencoded(&format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = http
-        .get(format!("{url}/demo/hello"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    walkthrough(&http, &url, &secret).await;
     // Plain HTTP to the TLS port gets no answer a client could use.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/healthz", server.port()))

@@ -11,56 +11,11 @@
 
 mod support;
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::*;
-
-fn tools() -> Option<PathBuf> {
-    let dir = std::env::var_os("TOLLGATE_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/interop"));
-    if dir.join("venv/bin/python").exists() && dir.join("node/node_modules/jose").exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("TOLLGATE_INTEROP_REQUIRED").is_some() {
-        panic!(
-            "interop tools missing in {}: run scripts/interop-setup.sh",
-            dir.display()
-        );
-    }
-    eprintln!("warning: interop tools missing; run scripts/interop-setup.sh (test skipped)");
-    None
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `cmd`, feeding `lines` on standard input; its output lines.
-fn lines_of(cmd: &mut Command, input: &[String]) -> Vec<String> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for l in input {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
+use tollgate_conformance::interop::{lines_of, tools, workspace};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authlib_refreshes_and_reuse_kills_the_family() {

@@ -23,6 +23,7 @@ use tollgate_core::policy::{
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod interop;
 pub mod jwt;
 pub mod redis_server;
 

@@ -2,15 +2,8 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
 use tollgate_core::ClaimsCheck;
-use tollgate_core::gate::{Authentication, Rejection};
-use tower_layer::Layer;
-use tower_service::Service;
-
-use crate::scope::ScopeFuture;
 
 /// Requires a predicate over the token an [`AuthLayer`](crate::AuthLayer)
 /// put in the request, beside or instead of scopes. Place it inside the
@@ -52,48 +45,8 @@ impl fmt::Debug for RequireClaimsLayer {
 
 tollgate_core::__claims_check_settings!(RequireClaimsLayer);
 
-impl<S> Layer<S> for RequireClaimsLayer {
-    type Service = RequireClaims<S>;
-
-    fn layer(&self, inner: S) -> RequireClaims<S> {
-        RequireClaims {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`RequireClaimsLayer`].
-#[derive(Clone, Debug)]
-pub struct RequireClaims<S> {
-    inner: S,
-    layer: RequireClaimsLayer,
-}
-
-crate::macros::define_inner_service_accessors!(RequireClaims);
-
-impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireClaims<S>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: From<String>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ScopeFuture<S::Future, ResB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let found = req.extensions().get::<Authentication>();
-        match self.layer.check.check_request(found) {
-            Ok(()) => ScopeFuture::inner(self.inner.call(req)),
-            Err(err) => ScopeFuture::refused(crate::auth::respond(Rejection::inner(
-                err,
-                self.layer.realm.as_deref(),
-                crate::auth::protocol(&req),
-            ))),
-        }
-    }
-}
+crate::macros::define_token_check!(
+    RequireClaimsLayer,
+    RequireClaims,
+    "The service made by [`RequireClaimsLayer`]."
+);

@@ -6,12 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Response;
 use pin_project_lite::pin_project;
 use tollgate_core::ScopeRequirement;
-use tollgate_core::gate::{Authentication, Rejection};
-use tower_layer::Layer;
-use tower_service::Service;
 
 /// Requires scopes of the token an [`AuthLayer`](crate::AuthLayer) put in
 /// the request. Place it inside the `AuthLayer` (in axum: `route_layer` on
@@ -32,65 +29,25 @@ use tower_service::Service;
 #[derive(Clone)]
 #[must_use]
 pub struct RequireScopeLayer {
-    require: ScopeRequirement,
+    check: ScopeRequirement,
     realm: Option<Arc<str>>,
 }
 
 impl fmt::Debug for RequireScopeLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScopeLayer")
-            .field("require", &self.require)
+            .field("require", &self.check)
             .finish()
     }
 }
 
 tollgate_core::__scope_settings!(RequireScopeLayer);
 
-impl<S> Layer<S> for RequireScopeLayer {
-    type Service = RequireScope<S>;
-
-    fn layer(&self, inner: S) -> RequireScope<S> {
-        RequireScope {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`RequireScopeLayer`].
-#[derive(Clone, Debug)]
-pub struct RequireScope<S> {
-    inner: S,
-    layer: RequireScopeLayer,
-}
-
-crate::macros::define_inner_service_accessors!(RequireScope);
-
-impl<S, ReqB, ResB> Service<Request<ReqB>> for RequireScope<S>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: From<String>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ScopeFuture<S::Future, ResB>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let found = req.extensions().get::<Authentication>();
-        match self.layer.require.check_request(found) {
-            Ok(()) => ScopeFuture::inner(self.inner.call(req)),
-            Err(err) => ScopeFuture::refused(crate::auth::respond(Rejection::inner(
-                err,
-                self.layer.realm.as_deref(),
-                crate::auth::protocol(&req),
-            ))),
-        }
-    }
-}
+crate::macros::define_token_check!(
+    RequireScopeLayer,
+    RequireScope,
+    "The service made by [`RequireScopeLayer`]."
+);
 
 pin_project! {
     /// Response future of [`RequireScope`] and

@@ -178,3 +178,63 @@ pub fn signal(server: &Server, signal: &str) {
         .status()
         .unwrap();
 }
+
+/// The README's walkthrough against a running server at `url`: a client
+/// credentials token; a token worth 3 credits bound to 127.0.0.1 spent at
+/// the demo API (credits-remaining 2, 1, 0, then 402); revoked, then 401.
+/// Returns that token.
+pub async fn walkthrough(http: &reqwest::Client, url: &str, secret: &str) -> String {
+    let r = http
+        .post(format!("{url}/connect/token"))
+        .basic_auth("dev", Some(secret))
+        .form_urlencoded("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{url}/connect/jwt"))
+        .basic_auth("dev", Some(secret))
+        .form_urlencoded("credits=3&lifetime=600&ip=127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = http
+            .get(format!("{url}/demo/hello"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let left = r.headers()["credits-remaining"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        seen.push((r.status().as_u16(), left));
+    }
+    let expected: Vec<(u16, String)> = [(200, "2"), (200, "1"), (200, "0"), (402, "0")]
+        .into_iter()
+        .map(|(s, l)| (s, l.to_owned()))
+        .collect();
+    assert_eq!(seen, expected);
+    let r = http
+        .post(format!("{url}/connect/revocation"))
+        .basic_auth("dev", Some(secret))
+        .form_urlencoded(&format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{url}/demo/hello"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    token
+}

@@ -115,7 +115,7 @@ macro_rules! __extractor_types {
 }
 
 /// The constructors of every framework's scope layer, written once. The
-/// type must have the fields `require: ScopeRequirement` and
+/// type must have the fields `check: ScopeRequirement` and
 /// `realm: Option<Arc<str>>`.
 #[doc(hidden)]
 #[macro_export]
@@ -135,7 +135,7 @@ macro_rules! __scope_settings {
             /// A layer for a requirement built elsewhere.
             pub fn new(require: $crate::ScopeRequirement) -> Self {
                 Self {
-                    require,
+                    check: require,
                     realm: None,
                 }
             }
