@@ -263,9 +263,20 @@ impl Config {
 
     /// The issuer URL.
     pub(crate) fn issuer_url(&self) -> String {
+        self.issuer_url_at(self.listen)
+    }
+
+    /// The issuer URL when listening on `addr` (port 0 resolved): `issuer`,
+    /// else the address, with `localhost` for every address (what the
+    /// development certificate holds, and a URL that works here).
+    pub(crate) fn issuer_url_at(&self, addr: SocketAddr) -> String {
         self.issuer.clone().unwrap_or_else(|| {
             let scheme = if self.tls.enabled() { "https" } else { "http" };
-            format!("{scheme}://{}", self.listen)
+            if addr.ip().is_unspecified() {
+                format!("{scheme}://localhost:{}", addr.port())
+            } else {
+                format!("{scheme}://{addr}")
+            }
         })
     }
 }

@@ -136,11 +136,14 @@ pub(crate) async fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| cannot_listen(&config, &e))?;
     let addr = listener.local_addr().map_err(runtime)?;
     // Port 0 picks a free port; the issuer URL follows the real one.
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let issuer_url = config
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let issuer_url = config.issuer_url_at(addr);
+    if config.issuer.is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            %addr,
+            issuer = %issuer_url,
+            "bound to every address without `issuer`: set `issuer` to the URL other machines use"
+        );
+    }
     let mut stored = read_clients(&config)?;
     let mut new_secret = None;
     if stored.is_empty() && config.clients.is_empty() {

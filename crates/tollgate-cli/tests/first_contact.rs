@@ -436,6 +436,29 @@ async fn serve_over_tls_passes_the_walkthrough() {
     let url = format!("https://localhost:{}", server.port());
     let secret = server.secret.clone().unwrap();
     walkthrough(&http, &url, &secret).await;
+    // The banner's own lines, run by curl as printed: a token bound to
+    // 127.0.0.1, one paid call, introspection, revocation, then 401.
+    let script: Vec<&str> = server
+        .banner
+        .iter()
+        .skip_while(|l| !l.starts_with("Try it:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim())
+        .collect();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script.join("\n")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("credits-remaining: 2"), "{text}");
+    assert!(text.contains("\"active\":true"), "{text}");
+    assert!(text.contains("token_revoked"), "{text}");
     // Plain HTTP to the TLS port gets no answer a client could use.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/healthz", server.port()))
