@@ -197,6 +197,27 @@ impl TokenServer {
                 asked
             }
         };
+        // A revoked family rotates no more. Checked before the rotation: a
+        // replay can only revoke after the one rotation that wins, so of
+        // concurrent refreshes exactly one is answered; and a family revoked
+        // while that one is answered leaves its new tokens revoked too
+        // (they are stored as the family).
+        let family_ref = TokenRef {
+            issuer,
+            token_id: Some(&found.family),
+            subject: None,
+            client_id: None,
+            issued_at: None,
+            expires_at: found.expires_at,
+        };
+        if self
+            .store
+            .is_revoked(family_ref)
+            .await
+            .map_err(store_down)?
+        {
+            return Err(invalid_grant("the grant is revoked"));
+        }
         let new = new_refresh_token();
         let grant = match self
             .store
@@ -217,22 +238,6 @@ impl TokenServer {
             }
             _ => return Err(invalid_grant("the refresh token is invalid or expired")),
         };
-        let family_ref = TokenRef {
-            issuer,
-            token_id: Some(&grant.family),
-            subject: None,
-            client_id: None,
-            issued_at: None,
-            expires_at: grant.expires_at,
-        };
-        if self
-            .store
-            .is_revoked(family_ref)
-            .await
-            .map_err(store_down)?
-        {
-            return Err(invalid_grant("the grant is revoked"));
-        }
         let req = MintRequest {
             scopes: Some(scopes),
             audience: Some(stored.audience.clone()),
