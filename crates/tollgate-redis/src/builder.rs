@@ -8,6 +8,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tollgate_core::policy::StoreError;
 
+use crate::replica::{Replica, prefix_pattern};
 use crate::scripts::{
     CHECK, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, SPEND_REFRESH, WATERMARK, script,
 };
@@ -38,6 +39,8 @@ pub struct RedisStoreBuilder {
     pub(crate) response_timeout: Duration,
     pub(crate) connection_timeout: Duration,
     pub(crate) not_revoked_ttl: Option<Duration>,
+    /// `None`: no revocation replica.
+    pub(crate) replica_heartbeat: Option<Duration>,
 }
 
 impl RedisStoreBuilder {
@@ -71,6 +74,29 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// The revocation replica (on by default): every revocation is kept in
+    /// this process, filled from Redis at connection and after any
+    /// reconnection, and kept current by the messages every revocation
+    /// publishes, so unmetered requests need no round trip. Each instance
+    /// publishes a heartbeat every `heartbeat` (default 500 ms); a replica
+    /// that hears nothing for 3 heartbeats stops answering (unmetered
+    /// requests fail closed, or pass with
+    /// [`revocation_fail_open`](tollgate_core::policy::Policies::revocation_fail_open))
+    /// until it has resubscribed and rebuilt. A revocation made anywhere is
+    /// seen within the delivery time of a Redis message while connected;
+    /// an instance cut off from Redis stops accepting tokens it cannot
+    /// check within 3 heartbeats.
+    pub fn revocation_replica(mut self, heartbeat: Duration) -> Self {
+        self.replica_heartbeat = Some(heartbeat.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// No revocation replica: every request asks Redis (one round trip).
+    pub fn without_revocation_replica(mut self) -> Self {
+        self.replica_heartbeat = None;
+        self
+    }
+
     /// Remembers "not revoked" answers for unmetered tokens in this process
     /// for up to `ttl`, sparing the round trip. A revocation made through
     /// another instance is then seen up to `ttl` late (this instance's own
@@ -96,7 +122,7 @@ impl RedisStoreBuilder {
             .set_connection_timeout(Some(self.connection_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(store_error)?;
         let check = script(CHECK);
@@ -106,6 +132,36 @@ impl RedisStoreBuilder {
             .load_async(&mut conn.clone())
             .await
             .map_err(store_error)?;
+        let replica = match self.replica_heartbeat {
+            None => None,
+            Some(heartbeat) => {
+                let replica = Arc::new(Replica::new(
+                    crate::revocation_channel(&self.prefix),
+                    heartbeat,
+                ));
+                let patterns = ["r", "ws", "wc"]
+                    .iter()
+                    .map(|kind| prefix_pattern(&format!("{}:{kind}:", self.prefix)))
+                    .collect();
+                tokio::spawn(crate::replica::run(
+                    Arc::downgrade(&replica),
+                    client.clone(),
+                    conn.clone(),
+                    patterns,
+                ));
+                tokio::spawn(crate::replica::heartbeats(
+                    Arc::downgrade(&replica),
+                    conn.clone(),
+                ));
+                // The first answers come from the replica: wait (bounded)
+                // for it, or requests fail closed until it is in sync.
+                let deadline = std::time::Instant::now() + replica.silence() * 4;
+                while !replica.in_sync() && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Some(replica)
+            }
+        };
         Ok(RedisStore {
             conn,
             prefix: self.prefix,
@@ -116,6 +172,7 @@ impl RedisStoreBuilder {
             revoke: script(REVOKE),
             watermark: script(WATERMARK),
             spend_refresh: Script::new(SPEND_REFRESH),
+            replica,
             generation: Arc::new(AtomicU64::new(0)),
             not_revoked: self.not_revoked_ttl.map(|ttl| {
                 moka::sync::Cache::builder()

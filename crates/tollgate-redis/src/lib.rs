@@ -56,6 +56,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod replica;
 mod scripts;
 
 pub use builder::RedisStoreBuilder;
@@ -111,6 +112,9 @@ pub struct RedisStore {
     pub(crate) revoke: Script,
     pub(crate) watermark: Script,
     pub(crate) spend_refresh: Script,
+    /// Revocations replicated here (on by default): unmetered requests are
+    /// answered without a round trip.
+    pub(crate) replica: Option<Arc<replica::Replica>>,
     /// Bumped by every revocation through this store (and its clones): a
     /// "not revoked" answer is cached only if no revocation began while it
     /// was in flight.
@@ -124,8 +128,14 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("grace", &self.grace)
             .field("not_revoked_cache", &self.not_revoked.is_some())
+            .field("revocation_replica", &self.replica.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The channel the revocation scripts publish on.
+pub(crate) fn revocation_channel(prefix: &str) -> String {
+    format!("{prefix}:revocations")
 }
 
 pub(crate) fn store_error(e: redis::RedisError) -> StoreError {
@@ -173,6 +183,7 @@ impl RedisStore {
             response_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(1),
             not_revoked_ttl: None,
+            replica_heartbeat: Some(Duration::from_millis(500)),
         }
     }
 
@@ -195,6 +206,41 @@ impl RedisStore {
 
     fn expiry(&self, exp: i64) -> i64 {
         exp.saturating_add(self.grace).clamp(1, MAX_EXPIRY)
+    }
+
+    /// The channel revocations are published on.
+    pub(crate) fn channel(&self) -> String {
+        revocation_channel(&self.prefix)
+    }
+
+    /// Whether the revocation replica answers now (`false` without one):
+    /// after a lost subscription it answers again once rebuilt.
+    pub fn replica_in_sync(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.in_sync())
+    }
+
+    /// The replica's answer for `token`: `None` without a replica.
+    fn replica_revoked(&self, token: &TokenRef<'_>) -> Option<Result<bool, StoreError>> {
+        let replica = self.replica.as_ref()?;
+        let revoked = token
+            .token_id
+            .map(|jti| self.token_key("r", token.issuer, jti));
+        let sub = token
+            .subject
+            .map(|s| self.watermark_key("ws", token.issuer, s));
+        let client = token
+            .client_id
+            .map(|c| self.watermark_key("wc", token.issuer, c));
+        Some(replica.is_revoked(token, revoked.as_deref(), sub.as_deref(), client.as_deref()))
+    }
+
+    /// What the script keeps a revocation for: until `expiry`, and at
+    /// least `grace` from now.
+    fn kept_until(&self, expiry: i64) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.expiry(expiry).max(now + self.grace)
     }
 
     /// The key no one writes: what a missing name reads.
@@ -305,15 +351,20 @@ impl RevocationStore for RedisStore {
         expires_at: i64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
+            let key = self.token_key("r", issuer, token_id);
             let done: Result<i64, _> = self
                 .revoke
-                .key(self.token_key("r", issuer, token_id))
+                .key(&key)
                 .arg(self.expiry(expires_at))
                 .arg(self.grace)
+                .arg(self.channel())
                 .invoke_async(&mut self.conn.clone())
                 .await;
             // Even on an error: the revocation may have been applied.
             self.forget_not_revoked();
+            if let Some(r) = &self.replica {
+                r.record(key, 1, self.kept_until(expires_at));
+            }
             done.map(drop).map_err(store_error)
         })
     }
@@ -332,19 +383,26 @@ impl RevocationStore for RedisStore {
             };
             let done: Result<i64, _> = self
                 .watermark
-                .key(key)
+                .key(&key)
                 .arg(before)
                 .arg(self.expiry(keep_until))
                 .arg(self.grace)
+                .arg(self.channel())
                 .invoke_async(&mut self.conn.clone())
                 .await;
             self.forget_not_revoked();
+            if let Some(r) = &self.replica {
+                r.record(key, before, self.kept_until(keep_until));
+            }
             done.map(drop).map_err(store_error)
         })
     }
 
     fn is_revoked<'a>(&'a self, token: TokenRef<'a>) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            if let Some(answer) = self.replica_revoked(&token) {
+                return answer;
+            }
             Ok(matches!(
                 self.run_check(token, None).await?,
                 Verdict::Revoked
@@ -353,6 +411,9 @@ impl RevocationStore for RedisStore {
     }
 
     fn try_is_revoked(&self, token: TokenRef<'_>) -> Option<Result<bool, StoreError>> {
+        if let Some(answer) = self.replica_revoked(&token) {
+            return Some(answer);
+        }
         let cache = self.not_revoked.as_ref()?;
         cache.get(&Self::cache_key(&token)).map(|()| Ok(false))
     }
@@ -412,6 +473,18 @@ impl Store for RedisStore {
         token: TokenRef<'a>,
         consume: Option<Consumption>,
     ) -> StoreFuture<'a, Verdict> {
+        if consume.is_none()
+            && let Some(answer) = self.replica_revoked(&token)
+        {
+            let verdict = answer.map(|revoked| {
+                if revoked {
+                    Verdict::Revoked
+                } else {
+                    Verdict::Admitted(None)
+                }
+            });
+            return Box::pin(std::future::ready(verdict));
+        }
         Box::pin(self.run_check(token, consume))
     }
 

@@ -82,22 +82,27 @@ if left < 0 then left = 0 end
 return left
 ";
 
-/// Revokes one token, never shortening an earlier revocation's life.
-/// KEYS: marker. ARGV: expiry (Unix seconds), grace.
+/// Revokes one token, never shortening an earlier revocation's life, and
+/// tells every replica. KEYS: marker. ARGV: expiry (Unix seconds), grace,
+/// channel.
 pub(crate) const REVOKE: &str = r"
 redis.call('SET', KEYS[1], '1', 'KEEPTTL')
 keep(KEYS[1], at(ARGV[1], ARGV[2]))
+redis.call('PUBLISH', ARGV[3], cjson.encode({KEYS[1], 1, redis.call('EXPIRETIME', KEYS[1])}))
 return 1
 ";
 
-/// Raises a watermark (never lowers it, nor shortens its life). KEYS:
-/// watermark. ARGV: before, expiry (Unix seconds), grace.
+/// Raises a watermark (never lowers it, nor shortens its life), and tells
+/// every replica. KEYS: watermark. ARGV: before, expiry (Unix seconds),
+/// grace, channel.
 pub(crate) const WATERMARK: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 end
 keep(KEYS[1], at(ARGV[2], ARGV[3]))
+local mark = tonumber(redis.call('GET', KEYS[1]))
+redis.call('PUBLISH', ARGV[4], cjson.encode({KEYS[1], mark, redis.call('EXPIRETIME', KEYS[1])}))
 return 1
 ";
 

@@ -32,7 +32,11 @@ fn token(jti: &str) -> TokenRef<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_command_per_check() {
     let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let store = RedisStore::builder(server.url())
+        .without_revocation_replica()
+        .connect()
+        .await
+        .unwrap();
     let jti = unique("rt");
     let monitor = server.monitor();
     // MONITOR is on once its own `OK` arrived; a first marker proves it.
@@ -128,13 +132,15 @@ async fn keys_expire_with_the_token_and_are_namespaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_revoked_cache_is_off_by_default_and_bounded_when_on() {
     let server = RedisServer::start();
-    let cached = RedisStore::builder(server.url())
+    // The cache matters without the revocation replica.
+    let without = || RedisStore::builder(server.url()).without_revocation_replica();
+    let cached = without()
         .not_revoked_cache(Duration::from_secs(3600))
         .connect()
         .await
         .unwrap();
-    let plain = RedisStore::connect(&server.url()).await.unwrap();
-    let other = RedisStore::connect(&server.url()).await.unwrap();
+    let plain = without().connect().await.unwrap();
+    let other = without().connect().await.unwrap();
     let jti = unique("cache");
     let t = token(&jti);
     assert_eq!(
@@ -239,6 +245,13 @@ async fn survives_a_killed_redis() {
     }
     let acked = acked.load(Ordering::Relaxed);
     assert!(failed.load(Ordering::Relaxed) >= 50);
+    // The revocation replica stops answering once it hears nothing for
+    // three heartbeats (bounded wait); unmetered checks then fail closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.replica_in_sync() {
+        assert!(Instant::now() < deadline, "replica still trusted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let err = store.check(token(&jti), None).await.unwrap_err();
     assert!(
         !err.to_string().contains(&*jti),
@@ -261,6 +274,12 @@ async fn survives_a_killed_redis() {
         spent >= acked && spent <= acked + 16,
         "spent {spent}, acked {acked}"
     );
+    // The replica resubscribes and rebuilds by itself (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store.replica_in_sync() {
+        assert!(Instant::now() < deadline, "replica did not resync");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(store.is_revoked(token(&revoked)).await.unwrap());
     assert!(matches!(
         store
@@ -480,6 +499,7 @@ async fn not_revoked_cache_never_outlives_an_own_revocation() {
     let server = RedisServer::start();
     let store = Arc::new(
         RedisStore::builder(server.url())
+            .without_revocation_replica()
             .not_revoked_cache(Duration::from_secs(3600))
             .connect()
             .await
