@@ -132,6 +132,50 @@ async fn three_instances_one_allowance_exactly_spent() {
     assert_eq!(stores[2].spent(ISS, &victim).await.unwrap(), Some(3));
 }
 
+/// Unmetered tokens on three instances: answered from each instance's
+/// revocation replica with no Redis call; a revocation through one
+/// instance's store is refused by all three, the delay measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmetered_requests_make_no_redis_call_and_revocations_reach_every_instance() {
+    let redis = RedisServer::start();
+    let (addrs, stores) = three_instances(&redis.url()).await;
+    let client = reqwest::Client::new();
+    let jti = unique("unmetered");
+    let t = token(json!({"jti": jti}));
+    redis.command("CONFIG RESETSTAT").unwrap();
+    for i in 0..300 {
+        assert_eq!(status(&client, addrs[i % 3], &t).await.0, 200);
+    }
+    let calls = redis.all_command_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|(c, _)| c == "publish" || c == "config|resetstat"),
+        "300 unmetered requests, only heartbeats reach Redis: {calls:?}"
+    );
+    let revoked_at = Instant::now();
+    stores[1].revoke(ISS, &jti, now() + 600).await.unwrap();
+    let mut delays = Vec::new();
+    for addr in &addrs {
+        loop {
+            let answer = status(&client, *addr, &t).await;
+            if answer == (401, Some("token_revoked".into())) {
+                delays.push(revoked_at.elapsed());
+                break;
+            }
+            assert_eq!(answer.0, 200, "{answer:?}");
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(10),
+                "never refused"
+            );
+        }
+    }
+    println!(
+        "300 unmetered requests: INFO commandstats {calls:?}; revocation refused by the 3 \
+         instances after {delays:?} (each includes one HTTP request)"
+    );
+}
+
 /// Redis is up, then killed (SIGKILL).
 const UP: u8 = 0;
 const KILLED: u8 = 1;
