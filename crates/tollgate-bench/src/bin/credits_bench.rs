@@ -12,7 +12,9 @@
 //!
 //! Every request spends one credit of one metered token (allowance 10^12),
 //! so each is a consumption: in memory, a lock and a counter; on Redis, one
-//! `EVALSHA` round trip. The API server runs on one tokio worker.
+//! `EVALSHA` round trip. A last configuration sends unmetered tokens
+//! (revocation checked) to a Redis store: answered from the revocation
+//! replica, no round trip. The API server runs on one tokio worker.
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,14 +36,21 @@ const ISS: &str = "https://issuer.example";
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 fn token(jti: &str) -> String {
+    token_with(jti, Some(1_000_000_000_000))
+}
+
+fn token_with(jti: &str, credits: Option<u64>) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
     let header = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
-    let claims = serde_json::json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": exp,
-        "jti": jti, "credits": 1_000_000_000_000u64});
+    let mut claims = serde_json::json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": exp,
+        "jti": jti});
+    if let Some(c) = credits {
+        claims["credits"] = c.into();
+    }
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -90,6 +99,10 @@ fn main() {
         metered(store)
     });
     let redis_store = rx.recv().unwrap();
+    let url = redis.url();
+    let unmetered_on_redis = start_axum(move || async move {
+        metered(Arc::new(RedisStore::connect(&url).await.unwrap()))
+    });
 
     let configs = [
         Config {
@@ -104,11 +117,17 @@ fn main() {
             bare,
             token: token("redis-run"),
         },
+        Config {
+            label: "axum + Tollgate, unmetered, revocation on Redis (replica)".into(),
+            server: unmetered_on_redis,
+            bare,
+            token: token_with("unmetered-run", None),
+        },
     ];
     compare(&configs, rounds("CREDITS_BENCH_ROUNDS", 5), seconds);
     let spent = |store: &dyn Store, jti| rt.block_on(store.spent(ISS, jti)).unwrap().unwrap_or(0);
     println!(
-        "credits spent: memory {}, Redis {}; Redis EVALSHA calls: {} (one per request)",
+        "credits spent: memory {}, Redis {}; Redis EVALSHA calls: {} (one per metered request)",
         spent(&*memory, "memory-run"),
         spent(&*redis_store, "redis-run"),
         redis.command_calls("evalsha")
