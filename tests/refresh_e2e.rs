@@ -24,6 +24,7 @@ const AUD: &str = "https://api.example";
 
 struct Setup {
     issuer: String,
+    server: Arc<TokenServer>,
     secret: String,
     plain_secret: String,
     axum: SocketAddr,
@@ -54,7 +55,7 @@ async fn setup() -> Setup {
         redis_store(&redis).await,
     )
     .unwrap();
-    let router = server.router();
+    let router = server.clone().router();
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -86,6 +87,7 @@ async fn setup() -> Setup {
     let axum = start_axum(apis.pop().unwrap()).await;
     Setup {
         issuer,
+        server,
         secret,
         plain_secret,
         axum,
@@ -199,8 +201,16 @@ async fn a_family_shares_one_allowance_and_dies_whole_on_reuse() {
         paid, 5,
         "10 credits for the family, across refreshes and instances"
     );
-    // Introspection knows the live refresh token and the family's credits.
+    // Introspecting any access token of the family tells the family's
+    // credits, not the token's own.
     let auth = basic("app", &s.secret);
+    for t in [&tokens[0], tokens.last().unwrap()] {
+        let i = s
+            .post("/connect/introspect", Some(&auth), &[("token", t.as_str())])
+            .await;
+        assert_eq!(i.body["credits_remaining"], 0, "{:?}", i.body);
+    }
+    // Introspection knows the live refresh token and the family's credits.
     let i = s
         .post("/connect/introspect", Some(&auth), &[("token", &refresh)])
         .await;
@@ -344,4 +354,37 @@ async fn refresh_is_bound_to_its_client_its_addresses_and_its_scopes() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(s.spend(s.actix, &access).await, 401);
     assert_eq!(s.refresh("app", &refresh, &[]).await.status, 400);
+}
+
+/// `clients revoke-tokens` (a client watermark) reaches its refresh
+/// families: they stop rotating, their refresh tokens are inactive, and a
+/// family started after the watermark works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_watermark_stops_its_families() {
+    let s = setup().await;
+    let (access, refresh) = s.start(&[("credits", "5")]).await;
+    assert_eq!(s.spend(s.axum, &access).await, 200);
+    s.server.revoke_client_tokens("app").await.unwrap();
+    assert_eq!(s.spend(s.axum, &access).await, 401);
+    let r = s.refresh("app", &refresh, &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), text(&r.body["error"])),
+        (400, "invalid_grant".into())
+    );
+    let auth = basic("app", &s.secret);
+    let i = s
+        .post("/connect/introspect", Some(&auth), &[("token", &refresh)])
+        .await;
+    assert_eq!(i.body["active"], false);
+    // Watermarks count whole seconds: a family of a later second works.
+    let start = std::time::Instant::now();
+    loop {
+        let (access, refresh) = s.start(&[("credits", "5")]).await;
+        if s.spend(s.axum, &access).await == 200 {
+            assert_eq!(s.refresh("app", &refresh, &[]).await.status, 200);
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        tokio::task::yield_now().await;
+    }
 }

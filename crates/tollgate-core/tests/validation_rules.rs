@@ -95,6 +95,28 @@ fn a_good_token_passes_with_its_registered_claims() {
 }
 
 #[test]
+fn a_token_is_stored_as_its_grant_only_with_sid_and_sid_exp() {
+    use tollgate_core::policy::token_ref;
+    let exp = now() + 600;
+    let key = |changes: Value| {
+        let v = verify(&token(changes)).unwrap();
+        let info: &dyn tollgate_core::TokenInfo = &*v;
+        let r = token_ref(info);
+        (r.token_id.map(str::to_owned), r.expires_at)
+    };
+    // Tollgate's refresh families: the family, kept until it ends.
+    assert_eq!(
+        key(json!({"jti": "j", "sid": "fam", "sid_exp": exp + 5000, "exp": exp})),
+        (Some("fam".into()), exp + 5000)
+    );
+    // Another issuer's session id alone: the token keeps its own `jti`.
+    assert_eq!(
+        key(json!({"jti": "j", "sid": "session", "exp": exp})),
+        (Some("j".into()), exp)
+    );
+}
+
+#[test]
 fn end_user_is_the_subject_under_its_client() {
     let user = |sub: &str, client: Option<&str>| {
         let mut c = json!({"sub": sub});

@@ -42,6 +42,36 @@ pub(crate) struct StoredGrant {
     pub(crate) ip: Option<Vec<String>>,
     /// Lifetime of each access token, seconds.
     pub(crate) lifetime: u64,
+    /// When the family started: subject and client watermarks revoke the
+    /// family as they revoke a token issued then.
+    #[serde(default)]
+    pub(crate) started_at: i64,
+}
+
+impl StoredGrant {
+    /// The `sub` of the family's tokens.
+    pub(crate) fn subject(&self) -> String {
+        crate::mint::subject_of(&self.client_id, self.sub.as_deref())
+    }
+
+    /// The store's view of the family: revoked by its id (a reuse, a
+    /// revocation of any of its tokens) or by a watermark on its client or
+    /// subject issued at or after its start.
+    pub(crate) fn token_ref<'a>(
+        &'a self,
+        issuer: &'a str,
+        grant: &'a RefreshGrant,
+        subject: &'a str,
+    ) -> TokenRef<'a> {
+        TokenRef {
+            issuer,
+            token_id: Some(&grant.family),
+            subject: Some(subject),
+            client_id: Some(&self.client_id),
+            issued_at: Some(self.started_at),
+            expires_at: grant.expires_at,
+        }
+    }
 }
 
 /// A new family's first tokens.
@@ -110,6 +140,7 @@ impl TokenServer {
             credits: minted.credits.unwrap_or(0),
             ip: req.ip.clone(),
             lifetime: minted.expires_in,
+            started_at: now(),
         };
         let refresh_token = new_refresh_token();
         let grant = RefreshGrant {
@@ -197,27 +228,37 @@ impl TokenServer {
                 asked
             }
         };
-        // A revoked family rotates no more. Checked before the rotation: a
-        // replay can only revoke after the one rotation that wins, so of
-        // concurrent refreshes exactly one is answered; and a family revoked
-        // while that one is answered leaves its new tokens revoked too
-        // (they are stored as the family).
-        let family_ref = TokenRef {
-            issuer,
-            token_id: Some(&found.family),
-            subject: None,
-            client_id: None,
-            issued_at: None,
-            expires_at: found.expires_at,
-        };
+        if client.refresh_lifetime == 0 {
+            return Err(invalid_grant("this client may no longer refresh tokens"));
+        }
+        // A revoked family rotates no more: by its id, or by a watermark on
+        // its client or subject. Checked before the rotation: a replay can
+        // only revoke after the one rotation that wins, so of concurrent
+        // refreshes exactly one is answered; and a family revoked while
+        // that one is answered leaves its new tokens revoked too (they are
+        // stored as the family).
+        let subject = stored.subject();
         if self
             .store
-            .is_revoked(family_ref)
+            .is_revoked(stored.token_ref(issuer, &found, &subject))
             .await
             .map_err(store_down)?
         {
             return Err(invalid_grant("the grant is revoked"));
         }
+        // Minted before the rotation, returned only after it: whatever the
+        // mint refuses (a client narrowed since) leaves the token unspent.
+        let req = MintRequest {
+            scopes: Some(scopes),
+            audience: Some(stored.audience.clone()),
+            lifetime: Some(stored.lifetime),
+            subject: stored.sub.clone(),
+            credits: Some(stored.credits),
+            ip: stored.ip.clone(),
+            restricted: true,
+            grant: Some((found.family.clone(), found.expires_at)),
+        };
+        let minted = self.mint(client, &req)?;
         let new = new_refresh_token();
         let grant = match self
             .store
@@ -238,17 +279,6 @@ impl TokenServer {
             }
             _ => return Err(invalid_grant("the refresh token is invalid or expired")),
         };
-        let req = MintRequest {
-            scopes: Some(scopes),
-            audience: Some(stored.audience.clone()),
-            lifetime: Some(stored.lifetime),
-            subject: stored.sub.clone(),
-            credits: Some(stored.credits),
-            ip: stored.ip.clone(),
-            restricted: true,
-            grant: Some((grant.family.clone(), grant.expires_at)),
-        };
-        let minted = self.mint(client, &req)?;
         Ok(Refreshable {
             minted,
             refresh_token: new,

@@ -255,9 +255,15 @@ impl TokenServer {
         client_id: &str,
     ) -> Result<(), tollgate_core::policy::StoreError> {
         let now = crate::support::now();
+        // As long as a token of the client can live, refresh families
+        // (whose refreshes check the watermark) included.
         let longest = read(&self.clients)
             .values()
-            .map(|c| c.token_lifetime.max(c.max_restricted_lifetime))
+            .map(|c| {
+                c.token_lifetime
+                    .max(c.max_restricted_lifetime)
+                    .max(c.refresh_lifetime)
+            })
             .max()
             .unwrap_or(3600)
             .max(3600);

@@ -79,13 +79,16 @@ impl RedisStoreBuilder {
     /// reconnection, and kept current by the messages every revocation
     /// publishes, so unmetered requests need no round trip. Each instance
     /// publishes a heartbeat every `heartbeat` (default 500 ms); a replica
-    /// that hears nothing for 3 heartbeats stops answering (unmetered
-    /// requests fail closed, or pass with
-    /// [`revocation_fail_open`](tollgate_core::policy::Policies::revocation_fail_open))
-    /// until it has resubscribed and rebuilt. A revocation made anywhere is
-    /// seen within the delivery time of a Redis message while connected;
-    /// an instance cut off from Redis stops accepting tokens it cannot
-    /// check within 3 heartbeats.
+    /// that hears nothing for 3 heartbeats stops answering until it has
+    /// resubscribed and rebuilt; meanwhile unmetered requests ask Redis
+    /// (one round trip), and fail closed when it cannot answer (or pass
+    /// with
+    /// [`revocation_fail_open`](tollgate_core::policy::Policies::revocation_fail_open)).
+    /// A revocation made anywhere is seen within the delivery time of a
+    /// Redis message while connected; an instance cut off from Redis stops
+    /// trusting its replica within 3 heartbeats. With Redis ACLs, the
+    /// user needs the channel `<prefix>:revocations` (`&<prefix>:*`):
+    /// `SUBSCRIBE` there, and `PUBLISH` in the revocation scripts.
     pub fn revocation_replica(mut self, heartbeat: Duration) -> Self {
         self.replica_heartbeat = Some(heartbeat.max(Duration::from_millis(10)));
         self

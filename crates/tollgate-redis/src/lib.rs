@@ -219,7 +219,8 @@ impl RedisStore {
         self.replica.as_ref().is_some_and(|r| r.in_sync())
     }
 
-    /// The replica's answer for `token`: `None` without a replica.
+    /// The replica's answer for `token`: `None` without a replica, or while
+    /// it is out of sync (then Redis answers).
     fn replica_revoked(&self, token: &TokenRef<'_>) -> Option<Result<bool, StoreError>> {
         let replica = self.replica.as_ref()?;
         let revoked = token
@@ -231,7 +232,9 @@ impl RedisStore {
         let client = token
             .client_id
             .map(|c| self.watermark_key("wc", token.issuer, c));
-        Some(replica.is_revoked(token, revoked.as_deref(), sub.as_deref(), client.as_deref()))
+        replica
+            .is_revoked(token, revoked.as_deref(), sub.as_deref(), client.as_deref())
+            .map(Ok)
     }
 
     /// What the script keeps a revocation for: until `expiry`, and at
@@ -381,6 +384,8 @@ impl RevocationStore for RedisStore {
                 Principal::Subject(s) => self.watermark_key("ws", issuer, s),
                 Principal::Client(c) => self.watermark_key("wc", issuer, c),
             };
+            // Within what a published message carries exactly.
+            let before = before.min(MAX_EXPIRY);
             let done: Result<i64, _> = self
                 .watermark
                 .key(&key)

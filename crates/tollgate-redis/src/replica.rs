@@ -9,8 +9,8 @@
 //! (a stream would need its own trimming and still a rebuild when trimmed
 //! past). Liveness is end to end: every instance publishes a heartbeat on
 //! the channel; a replica that hears nothing (heartbeat or revocation) for
-//! [`Replica::silence`] stops answering (requests fail closed) and
-//! resubscribes, then rebuilds. A revocation made anywhere is seen here
+//! [`Replica::silence`] stops answering (requests ask Redis, and fail
+//! closed if it cannot answer) and resubscribes, then rebuilds. A revocation made anywhere is seen here
 //! within the pub/sub delivery time while connected, and never trusted
 //! beyond the silence bound while cut off.
 
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
-use tollgate_core::policy::{StoreError, TokenRef};
+use tollgate_core::policy::TokenRef;
 
 /// What a message or a key read says: a key and its value (`1` for a
 /// revoked marker, the mark for a watermark) live until `expires_at`.
@@ -48,13 +48,6 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The answer while the replica cannot be trusted.
-fn out_of_sync() -> StoreError {
-    StoreError::new(
-        "redis: the revocation replica is not in sync (subscription lost or resync not finished)",
-    )
-}
-
 impl Replica {
     pub(crate) fn new(channel: String, heartbeat: Duration) -> Replica {
         Replica {
@@ -76,30 +69,30 @@ impl Replica {
     }
 
     /// Revoked by `jti` (the `revoked` key) or by a watermark (`sub`,
-    /// `client` keys), as the check script decides; an error while out of
-    /// sync.
+    /// `client` keys), as the check script decides; `None` while out of
+    /// sync (the caller asks Redis).
     pub(crate) fn is_revoked(
         &self,
         token: &TokenRef<'_>,
         revoked: Option<&str>,
         sub: Option<&str>,
         client: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Option<bool> {
         if !self.in_sync() {
-            return Err(out_of_sync());
+            return None;
         }
         let now = now();
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let live = |k: &str| entries.get(k).filter(|e| e.expires_at >= now).copied();
         if revoked.and_then(live).is_some() {
-            return Ok(true);
+            return Some(true);
         }
         for mark in [sub, client].into_iter().flatten().filter_map(live) {
             if token.issued_at.is_none_or(|iat| iat <= mark.value) {
-                return Ok(true);
+                return Some(true);
             }
         }
-        Ok(false)
+        Some(false)
     }
 
     /// Applies a revocation: a marker, or a watermark (never lowered).
@@ -111,11 +104,19 @@ impl Replica {
     }
 
     /// Applies one published message: `["key", value, expireat]` as the
-    /// scripts encode it; anything else (a heartbeat) only proves liveness.
-    fn apply_message(&self, payload: &[u8]) {
-        if let Ok((key, value, expires_at)) = serde_json::from_slice::<(String, i64, i64)>(payload)
-        {
-            self.apply(key, Entry { value, expires_at });
+    /// scripts encode it, or a heartbeat (`hb`), which only proves
+    /// liveness. `false` for anything else: a revocation this version
+    /// cannot read, so the replica must be rebuilt from the keys.
+    fn apply_message(&self, payload: &[u8]) -> bool {
+        if payload == b"hb" {
+            return true;
+        }
+        match serde_json::from_slice::<(String, i64, i64)>(payload) {
+            Ok((key, value, expires_at)) => {
+                self.apply(key, Entry { value, expires_at });
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -210,7 +211,9 @@ async fn session(
                 let Some(r) = replica.upgrade() else {
                     return Ok(());
                 };
-                r.apply_message(msg.get_payload_bytes());
+                if !r.apply_message(msg.get_payload_bytes()) {
+                    return Err("a message that is not a revocation; rebuilding".to_owned());
+                }
                 if swept.elapsed() > Duration::from_secs(60) {
                     r.sweep();
                     swept = std::time::Instant::now();
@@ -247,10 +250,11 @@ async fn read_all(
                     pipe.query_async(conn).await.map_err(|e| e.to_string())?;
                 for (k, (value, expires_at)) in keys.into_iter().zip(values) {
                     // Gone since the scan (-2), or never expiring (-1: not
-                    // written by Tollgate's scripts; kept for a day).
+                    // written by Tollgate's scripts, kept as long as Redis
+                    // keeps it).
                     let expires_at = match expires_at {
                         -2 => continue,
-                        -1 => now() + 86_400,
+                        -1 => i64::MAX,
                         t => t,
                     };
                     if let Some(value) = value {

@@ -100,9 +100,10 @@ fn main() {
     });
     let redis_store = rx.recv().unwrap();
     let url = redis.url();
-    let unmetered_on_redis = start_axum(move || async move {
-        metered(Arc::new(RedisStore::connect(&url).await.unwrap()))
-    });
+    let unmetered_on_redis =
+        start_axum(
+            move || async move { metered(Arc::new(RedisStore::connect(&url).await.unwrap())) },
+        );
 
     let configs = [
         Config {

@@ -304,20 +304,18 @@ impl Policies {
     }
 }
 
-/// The store's view of a token. A token of a grant (`sid`, a refresh-token
-/// family) is stored as its grant: one credit allowance and one revocation
+/// The store's view of a token. A token of a grant (`sid` with `sid_exp`, a
+/// refresh-token family) is stored as its grant: one credit allowance and one revocation
 /// for every token of the family, kept until the grant ends (`sid_exp`), so
 /// a refresh never restores credits and revoking any of its tokens revokes
 /// them all (RFC 7009 §2.1).
 pub fn token_ref(token: &dyn TokenInfo) -> TokenRef<'_> {
-    let (token_id, expires_at) = match token.grant_id() {
-        Some(grant) => (
-            Some(grant),
-            token
-                .grant_expires_at()
-                .map_or(token.expires_at(), |end| end.max(token.expires_at())),
-        ),
-        None => (token.token_id(), token.expires_at()),
+    // Both claims, as Tollgate's token server writes them: another issuer's
+    // `sid` alone (an OpenID Connect session) keeps the token keyed by its
+    // `jti`.
+    let (token_id, expires_at) = match (token.grant_id(), token.grant_expires_at()) {
+        (Some(grant), Some(end)) => (Some(grant), end.max(token.expires_at())),
+        _ => (token.token_id(), token.expires_at()),
     };
     TokenRef {
         issuer: token.issuer(),

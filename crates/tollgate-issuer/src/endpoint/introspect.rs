@@ -71,10 +71,11 @@ pub(crate) async fn introspect(
     if !scope.is_empty() {
         body["scope"] = json!(scope);
     }
-    if let (Some(allowance), Some(jti)) = (v.credits(), v.token_id()) {
+    // Counted under the family for a token of a refresh family.
+    if let (Some(allowance), Some(id)) = (v.credits(), token_ref(info).token_id) {
         let spent = server
             .store
-            .spent(v.issuer(), jti)
+            .spent(v.issuer(), id)
             .await
             .map_err(|_| OAuthError::store_unavailable())?;
         body["credits"] = json!(allowance);
@@ -96,14 +97,8 @@ async fn refresh_token(
     if spent {
         return Ok(None);
     }
-    let family = tollgate_core::policy::TokenRef {
-        issuer: &server.settings.issuer,
-        token_id: Some(&grant.family),
-        subject: None,
-        client_id: None,
-        issued_at: None,
-        expires_at: grant.expires_at,
-    };
+    let sub = stored.subject();
+    let family = stored.token_ref(&server.settings.issuer, &grant, &sub);
     let store_down = |_| OAuthError::store_unavailable();
     if server.store.is_revoked(family).await.map_err(store_down)? {
         return Ok(None);
@@ -113,7 +108,6 @@ async fn refresh_token(
         .spent(&server.settings.issuer, &grant.family)
         .await
         .map_err(store_down)?;
-    let sub = crate::mint::subject_of(&stored.client_id, stored.sub.as_deref());
     Ok(Some(json!({
         "active": true,
         "token_type": "refresh_token",

@@ -76,15 +76,19 @@ pub(crate) async fn token(
             let r = server
                 .refresh_token_grant(&client, token, scopes, peer)
                 .await?;
-            let remaining = server.credits_left(&r).await?;
+            // The rotation is done: a store that cannot say what is left
+            // must not lose the new tokens, so the field is left out.
+            let remaining = server.credits_left(&r).await.ok();
             let mut body = json!({
                 "access_token": r.minted.token,
                 "token_type": "Bearer",
                 "expires_in": r.minted.expires_in,
                 "refresh_token": r.refresh_token,
                 "refresh_expires_at": r.family_expires_at,
-                "credits_remaining": remaining,
             });
+            if let Some(left) = remaining {
+                body["credits_remaining"] = json!(left);
+            }
             if !r.minted.scope.is_empty() {
                 body["scope"] = json!(r.minted.scope);
             }
