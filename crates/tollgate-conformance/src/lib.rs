@@ -441,6 +441,33 @@ pub async fn refresh_rotation_race(h: &Harness) {
     }
 }
 
+/// A family is revoked as one token (its id): every access token stored as
+/// the family is refused, its credits stay spent, and other families are
+/// untouched.
+pub async fn refresh_family_revocation(h: &Harness) {
+    let s = &h.store;
+    let (family, other) = (unique("fam"), unique("fam-other"));
+    let end = now() + 3600;
+    s.put_refresh(ISS, &unique("rt"), &grant(&family, end))
+        .await
+        .expect("put");
+    s.consume(token(&family), charge(10, 4))
+        .await
+        .expect("consume");
+    s.revoke(ISS, &family, end)
+        .await
+        .expect("revoke the family");
+    assert!(s.is_revoked(token(&family)).await.expect("is_revoked"));
+    assert_eq!(
+        s.check(token(&family), Some(charge(10, 1)))
+            .await
+            .expect("check"),
+        Verdict::Revoked
+    );
+    assert_eq!(s.spent(ISS, &family).await.expect("spent"), Some(4));
+    assert!(!s.is_revoked(token(&other)).await.expect("is_revoked"));
+}
+
 /// Refresh tokens of an ended family go on a purge; live ones stay.
 pub async fn refresh_expiry(h: &Harness) {
     if !h.purges {
@@ -484,6 +511,7 @@ macro_rules! store_conformance {
             expiry,
             refresh_rotation_and_reuse,
             refresh_rotation_race,
+            refresh_family_revocation,
             refresh_expiry,
         );
     };
