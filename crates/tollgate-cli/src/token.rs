@@ -78,22 +78,6 @@ fn read_token(arg: &str) -> Result<String, Failure> {
     Ok(t.to_owned())
 }
 
-/// The cause chain of an error, for the person reading it.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        // A wrapper often repeats its inner error's text.
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        next = cause.source();
-    }
-    text
-}
-
 pub(crate) fn inspect(
     token_arg: &str,
     source: Option<KeySource>,
@@ -165,7 +149,10 @@ pub(crate) fn inspect(
             Ok(Err(e)) if e.is_temporary() => {
                 out["valid"] = Value::Null;
                 out["error"] = json!(e.code());
-                out["detail"] = json!(format!("keys unavailable: {}", causes(&e)));
+                out["detail"] = json!(format!(
+                    "keys unavailable: {}",
+                    tollgate_core::with_causes(&e)
+                ));
                 code = UNAVAILABLE;
             }
             Ok(Err(e)) => {
@@ -291,7 +278,7 @@ async fn introspect(server: &Introspect, token: &str) -> Result<Value, Failure> 
         .timeout(NETWORK_BOUND)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| Failure::Runtime(causes(&e)))?;
+        .map_err(|e| Failure::Runtime(tollgate_core::with_causes(&e)))?;
     let resp = http
         .post(&url)
         .header("authorization", format!("Basic {basic}"))
@@ -299,7 +286,7 @@ async fn introspect(server: &Introspect, token: &str) -> Result<Value, Failure> 
         .body(format!("token={}", enc(token)))
         .send()
         .await
-        .map_err(|e| Failure::Runtime(format!("{url}: {}", causes(&e))))?;
+        .map_err(|e| Failure::Runtime(format!("{url}: {}", tollgate_core::with_causes(&e))))?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return Err(Failure::Usage(format!(
@@ -313,7 +300,7 @@ async fn introspect(server: &Introspect, token: &str) -> Result<Value, Failure> 
     let body = resp
         .bytes()
         .await
-        .map_err(|e| Failure::Runtime(format!("{url}: {}", causes(&e))))?;
+        .map_err(|e| Failure::Runtime(format!("{url}: {}", tollgate_core::with_causes(&e))))?;
     serde_json::from_slice(&body).map_err(|e| Failure::Runtime(format!("{url}: not JSON: {e}")))
 }
 

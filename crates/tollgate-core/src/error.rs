@@ -364,6 +364,29 @@ impl Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error with its causes, for a log line or a person: `e`, then each
+/// `source()` that adds to the text (a wrapper often repeats its inner
+/// error's), joined by `: `.
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let e = tollgate_core::Error::KeyFetch("GET https://keys.example/jwks".into(), Some(tollgate_core::Cause::new(io)));
+/// assert!(tollgate_core::with_causes(&e).ends_with(": connection refused"));
+/// ```
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

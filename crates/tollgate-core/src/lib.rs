@@ -48,7 +48,7 @@ pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use authenticator::{Authenticator, AuthenticatorBuilder};
 pub use claims::{NoClaims, TokenInfo, Verified};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BearerError, Cause, ConfigError, Error, Result};
+pub use error::{BearerError, Cause, ConfigError, Error, Result, with_causes};
 pub use extract::{
     BearerExtractor, DEFAULT_MAX_TOKEN_LEN, TokenRequest, WEBSOCKET_BEARER_PROTOCOL,
     WEBSOCKET_PROTOCOL,

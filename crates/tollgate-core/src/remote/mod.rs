@@ -232,7 +232,7 @@ impl RemoteKeys {
             Err(e) => {
                 // Whether the kid is real cannot be told without the endpoint:
                 // temporarily unavailable, not invalid.
-                tracing::warn!(issuer = %self.issuer, error = %with_causes(&e), "fetching keys failed");
+                tracing::warn!(issuer = %self.issuer, error = %crate::error::with_causes(&e), "fetching keys failed");
                 Err(Error::KeysUnavailable)
             }
         }
@@ -477,23 +477,6 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
-/// An error with its causes (`...: tcp connect error: Connection
-/// refused`), for a log line that must say why.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        // A wrapper often repeats its inner error's text.
-        let more = cause.to_string();
-        if !s.contains(&more) {
-            s.push_str(": ");
-            s.push_str(&more);
-        }
-        next = cause.source();
-    }
-    s
-}
-
 /// [`without_url`], or for a refused redirect the reason the redirect
 /// policy gave (reqwest's own text does not say it).
 fn describe(e: &reqwest::Error) -> String {
@@ -624,7 +607,7 @@ async fn refresher(weak: Weak<RemoteKeys>, _alive: RefresherAlive) {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(issuer = %this.issuer, error = %with_causes(&e), "background key refresh failed");
+                    tracing::warn!(issuer = %this.issuer, error = %crate::error::with_causes(&e), "background key refresh failed");
                 }
             }
         }
