@@ -1,6 +1,5 @@
 //! [`RequireClaims`]: a check of the token's claims for a scope or resource.
 
-use std::fmt;
 use std::sync::Arc;
 
 use tollgate_core::ClaimsCheck;
@@ -19,19 +18,11 @@ use tollgate_core::ClaimsCheck;
 /// let staff = RequireClaims::new(|token: &Verified| token.client_id() == Some("backoffice"));
 /// # let _ = staff;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct RequireClaims {
     check: ClaimsCheck,
     realm: Option<Arc<str>>,
-}
-
-impl fmt::Debug for RequireClaims {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireClaims")
-            .field("realm", &self.realm)
-            .finish_non_exhaustive()
-    }
 }
 
 tollgate_core::__claims_check_settings!(RequireClaims);

@@ -68,6 +68,14 @@ impl Replica {
         self.trusted.load(Ordering::Acquire)
     }
 
+    /// Holds no revocation at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Revoked by `jti` (the `revoked` key) or by a watermark (`sub`,
     /// `client` keys), as the check script decides; `None` while out of
     /// sync (the caller asks Redis).

@@ -1,6 +1,5 @@
 //! [`RequireClaimsLayer`]: a route's check of the token's claims.
 
-use std::fmt;
 use std::sync::Arc;
 
 use tollgate_core::ClaimsCheck;
@@ -28,19 +27,11 @@ use tollgate_core::ClaimsCheck;
 /// .realm("api");
 /// # let _ = staff;
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct RequireClaimsLayer {
     check: ClaimsCheck,
     realm: Option<Arc<str>>,
-}
-
-impl fmt::Debug for RequireClaimsLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireClaimsLayer")
-            .field("realm", &self.realm)
-            .finish_non_exhaustive()
-    }
 }
 
 tollgate_core::__claims_check_settings!(RequireClaimsLayer);

@@ -1,6 +1,5 @@
 //! [`RequireScopeLayer`]: route-level scope requirements.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,19 +25,11 @@ use tollgate_core::ScopeRequirement;
 /// let either = RequireScopeLayer::any(["admin", "reports:read"]);
 /// # let _ = (write, either);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct RequireScopeLayer {
     check: ScopeRequirement,
     realm: Option<Arc<str>>,
-}
-
-impl fmt::Debug for RequireScopeLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScopeLayer")
-            .field("require", &self.check)
-            .finish()
-    }
 }
 
 tollgate_core::__scope_settings!(RequireScopeLayer);

@@ -300,7 +300,8 @@ impl Gate {
             return Decision::Preflight(answer);
         }
         let span = observe::span();
-        if req.peer().is_none() && config.auth.policies().is_some_and(|p| p.binds_addresses()) {
+        // The cheap flag first: the peer lookup only where binding is on.
+        if config.auth.policies().is_some_and(|p| p.binds_addresses()) && req.peer().is_none() {
             let error = self.no_peer(req.peer_setup());
             return self.rejected(&span, error, req.protocol()).into();
         }
