@@ -25,6 +25,7 @@ use tollgate_core::policy::{
 pub mod grpc;
 pub mod interop;
 pub mod jwt;
+pub mod redis_cluster;
 pub mod redis_server;
 
 /// A store under test, and whatever must live as long as it (a temporary

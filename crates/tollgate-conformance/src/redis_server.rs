@@ -18,11 +18,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one [`RedisServer::command`] may take in all.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many ports [`free_port_with_bus`] probes for one whose cluster bus
+/// port (`port + 10000`) is free as well.
+const BUS_PROBES: usize = 50;
+
+/// The offset of a cluster node's bus port from its client port.
+const BUS_OFFSET: u16 = 10_000;
+
 /// A `redis-server` process owned by a test.
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     aof: bool,
+    /// Further `--option value` arguments, after the defaults.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -37,26 +46,50 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// Starts a server without persistence, with `extra` arguments after
+    /// the defaults (e.g. `["--cluster-enabled", "yes"]`). With
+    /// `--cluster-enabled yes` the port is chosen so that the cluster bus
+    /// port (`port + 10000`) is free too.
+    pub fn start_with_args(extra: &[&str]) -> RedisServer {
+        Self::start_inner(false, extra)
+    }
+
     fn start_with(aof: bool) -> RedisServer {
+        Self::start_inner(aof, &[])
+    }
+
+    fn start_inner(aof: bool, extra: &[&str]) -> RedisServer {
         let dir = std::env::temp_dir().join(crate::unique("tollgate-redis"));
         std::fs::create_dir_all(&dir).expect("temporary directory");
         let mut server = RedisServer {
-            port: free_port(),
+            port: 0,
             dir,
             aof,
+            extra: extra.iter().map(|&a| a.to_owned()).collect(),
             child: None,
         };
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
+            server.port = server.pick_port();
             match server.spawn() {
                 Ok(()) => return server,
-                Err(e) => {
-                    failures.push(e);
-                    server.port = free_port();
-                }
+                Err(e) => failures.push(e),
             }
         }
         panic!("redis-server did not start: {failures:?}");
+    }
+
+    /// A free port; for a cluster node, one whose bus port is free as well.
+    fn pick_port(&self) -> u16 {
+        let cluster = self
+            .extra
+            .windows(2)
+            .any(|w| w[0] == "--cluster-enabled" && w[1] == "yes");
+        if cluster {
+            free_port_with_bus()
+        } else {
+            free_port()
+        }
     }
 
     /// Starts the process on `self.port` and waits (bounded) until it is
@@ -80,6 +113,7 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -134,6 +168,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// False once [`kill`](Self::kill) (or a failed restart) has stopped
+    /// the process. A process that died by itself still counts as
+    /// running here; [`command`](Self::command) then answers `None`.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the server (SIGKILL): no chance to save anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -155,26 +201,65 @@ impl RedisServer {
     /// Sends one inline command and returns the raw reply (`None` when the
     /// server cannot be reached).
     pub fn command(&self, line: &str) -> Option<String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + COMMAND_TIMEOUT;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut s = self.connect()?;
         s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        while Instant::now() < deadline {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    if complete(&out) {
-                        break;
-                    }
+        let out = read_replies(&mut s, 1, Instant::now() + COMMAND_TIMEOUT);
+        String::from_utf8(out).ok()
+    }
+
+    /// Sends one command as a RESP array of bulk strings, so arguments may
+    /// hold any bytes (spaces, quotes, braces, `\u{1f}`, non-UTF-8), and
+    /// returns the raw reply (`None` when the server cannot be reached or
+    /// the reply is not UTF-8; see [`command_reply`](Self::command_reply)
+    /// for binary replies).
+    pub fn command_args(&self, args: &[&[u8]]) -> Option<String> {
+        let mut s = self.connect()?;
+        s.write_all(&encode(args)).ok()?;
+        let out = read_replies(&mut s, 1, Instant::now() + COMMAND_TIMEOUT);
+        String::from_utf8(out).ok()
+    }
+
+    /// Like [`command_args`](Self::command_args), with the reply parsed
+    /// (`None` when the server cannot be reached, or the reply is cut off
+    /// or malformed).
+    pub fn command_reply(&self, args: &[&[u8]]) -> Option<Reply> {
+        self.commands(&[args])?.pop()
+    }
+
+    /// Sends several RESP commands, in order, on one connection, and
+    /// returns their parsed replies (`None` when the server cannot be
+    /// reached, or a reply is cut off or malformed). One connection
+    /// matters for `WAIT`, which waits for the writes of its own
+    /// connection: on a fresh connection it returns at once.
+    pub fn commands(&self, commands: &[&[&[u8]]]) -> Option<Vec<Reply>> {
+        let mut s = self.connect()?;
+        let mut request = Vec::new();
+        for args in commands {
+            request.extend_from_slice(&encode(args));
+        }
+        s.write_all(&request).ok()?;
+        let out = read_replies(&mut s, commands.len(), Instant::now() + COMMAND_TIMEOUT);
+        let mut replies = Vec::with_capacity(commands.len());
+        let mut at = 0;
+        for _ in 0..commands.len() {
+            match parse(&out[at..]) {
+                Parsed::Done(reply, used) => {
+                    replies.push(reply);
+                    at += used;
                 }
-                Err(_) => break,
+                Parsed::Incomplete | Parsed::Malformed => return None,
             }
         }
-        String::from_utf8(out).ok()
+        Some(replies)
+    }
+
+    /// A connection with a read timeout (`None` when the server cannot be
+    /// reached).
+    fn connect(&self) -> Option<TcpStream> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        Some(s)
     }
 
     /// Starts `MONITOR` on its own connection: every command the server
@@ -221,27 +306,152 @@ impl RedisServer {
     }
 }
 
-/// True when a RESP reply is whole (simple replies, or a bulk string whose
-/// announced length has arrived).
-fn complete(buf: &[u8]) -> bool {
+/// One RESP2 reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A status reply, `+OK` (without the `+`).
+    Status(String),
+    /// An error reply, `-MOVED 866 127.0.0.1:7001` (without the `-`).
+    Error(String),
+    /// An integer reply, `:1`.
+    Integer(i64),
+    /// A bulk string, `$5`; `None` for the null bulk string `$-1`.
+    Bulk(Option<Vec<u8>>),
+    /// An array, `*2`; `None` for the null array `*-1`.
+    Array(Option<Vec<Reply>>),
+}
+
+/// What [`parse`] made of the start of a buffer.
+enum Parsed {
+    /// A whole reply and the bytes it took.
+    Done(Reply, usize),
+    /// More bytes are needed.
+    Incomplete,
+    /// Not RESP2.
+    Malformed,
+}
+
+/// Parses one RESP2 reply from the start of `buf`.
+fn parse(buf: &[u8]) -> Parsed {
     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return false;
+        return Parsed::Incomplete;
     };
+    let Ok(line) = std::str::from_utf8(&buf[1..end]) else {
+        return Parsed::Malformed;
+    };
+    let after = end + 2;
     match buf.first() {
-        Some(b'$') => {
-            let len: i64 = std::str::from_utf8(&buf[1..end])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(-1);
-            len < 0 || buf.len() >= end + 2 + len as usize + 2
-        }
-        _ => true,
+        Some(b'+') => Parsed::Done(Reply::Status(line.to_owned()), after),
+        Some(b'-') => Parsed::Done(Reply::Error(line.to_owned()), after),
+        Some(b':') => match line.parse() {
+            Ok(n) => Parsed::Done(Reply::Integer(n), after),
+            Err(_) => Parsed::Malformed,
+        },
+        Some(b'$') => match line.parse::<i64>() {
+            Ok(n) if n < 0 => Parsed::Done(Reply::Bulk(None), after),
+            Ok(n) => {
+                let Ok(n) = usize::try_from(n) else {
+                    return Parsed::Malformed;
+                };
+                if buf.len() < after + n + 2 {
+                    Parsed::Incomplete
+                } else if &buf[after + n..after + n + 2] != b"\r\n" {
+                    Parsed::Malformed
+                } else {
+                    let bytes = buf[after..after + n].to_vec();
+                    Parsed::Done(Reply::Bulk(Some(bytes)), after + n + 2)
+                }
+            }
+            Err(_) => Parsed::Malformed,
+        },
+        Some(b'*') => match line.parse::<i64>() {
+            Ok(n) if n < 0 => Parsed::Done(Reply::Array(None), after),
+            Ok(n) => {
+                let mut items = Vec::new();
+                let mut at = after;
+                for _ in 0..n {
+                    match parse(&buf[at..]) {
+                        Parsed::Done(item, used) => {
+                            items.push(item);
+                            at += used;
+                        }
+                        other => return other,
+                    }
+                }
+                Parsed::Done(Reply::Array(Some(items)), at)
+            }
+            Err(_) => Parsed::Malformed,
+        },
+        _ => Parsed::Malformed,
     }
+}
+
+/// A command as a RESP array of bulk strings.
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads until `count` whole replies (or something that is not RESP) have
+/// arrived, the connection ends, or the deadline passes; returns what was
+/// read.
+fn read_replies(s: &mut TcpStream, count: usize, deadline: Instant) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if complete(&out, count) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// True when `buf` holds `count` whole replies, or something malformed
+/// (more bytes would not help).
+fn complete(buf: &[u8], count: usize) -> bool {
+    let mut at = 0;
+    for _ in 0..count {
+        match parse(&buf[at..]) {
+            Parsed::Done(_, used) => at += used,
+            Parsed::Incomplete => return false,
+            Parsed::Malformed => return true,
+        }
+    }
+    true
 }
 
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("local addr").port()
+}
+
+/// A free port whose cluster bus port (`port + 10000`) is free as well (or,
+/// after [`BUS_PROBES`] misses, a free port: the server's own bind then
+/// fails and the start moves on to another).
+fn free_port_with_bus() -> u16 {
+    for _ in 0..BUS_PROBES {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("local addr").port();
+        let Some(bus) = port.checked_add(BUS_OFFSET) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
 }
 
 impl Drop for RedisServer {
@@ -308,6 +518,7 @@ mod tests {
             port: first.port,
             dir,
             aof: false,
+            extra: Vec::new(),
             child: None,
         };
         assert!(second.spawn().is_err());
@@ -317,5 +528,79 @@ mod tests {
                 .command("PING")
                 .is_some_and(|r| r.starts_with("+PONG"))
         );
+    }
+
+    /// RESP commands carry any bytes both ways; replies made of several
+    /// parts (arrays) are read whole, by the inline sender too.
+    #[test]
+    fn resp_commands_carry_any_bytes() {
+        let server = RedisServer::start();
+        let key = "a b\"{x}\u{1f}\r\n\0'".as_bytes();
+        let value: &[u8] = &[0xff, 0x00, b'\r', b'\n', 0x1f];
+        assert_eq!(
+            server.command_args(&[b"SET", key, value]).as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(
+            server.command_reply(&[b"GET", key]),
+            Some(Reply::Bulk(Some(value.to_vec())))
+        );
+        assert_eq!(
+            server.command_reply(&[b"EXISTS", key, b"absent"]),
+            Some(Reply::Integer(1))
+        );
+        assert_eq!(
+            server.command_reply(&[b"GET", b"absent"]),
+            Some(Reply::Bulk(None))
+        );
+        assert!(matches!(
+            server.command_reply(&[b"NO-SUCH-COMMAND"]),
+            Some(Reply::Error(e)) if e.starts_with("ERR unknown command")
+        ));
+        let port = server.port().to_string();
+        assert_eq!(
+            server.command("CONFIG GET port"),
+            Some(format!("*2\r\n$4\r\nport\r\n${}\r\n{port}\r\n", port.len()))
+        );
+        assert_eq!(
+            server.commands(&[
+                &[b"INCR", b"n"],
+                &[b"INCR", b"n"],
+                &[b"MGET", b"n", b"absent"]
+            ]),
+            Some(vec![
+                Reply::Integer(1),
+                Reply::Integer(2),
+                Reply::Array(Some(vec![
+                    Reply::Bulk(Some(b"2".to_vec())),
+                    Reply::Bulk(None)
+                ])),
+            ])
+        );
+    }
+
+    /// A reply cut anywhere is incomplete; whole, it parses to its end.
+    #[test]
+    fn a_cut_reply_is_incomplete() {
+        let whole = b"*3\r\n$3\r\na\r\n\r\n:-7\r\n*-1\r\n";
+        for cut in 0..whole.len() {
+            assert!(
+                matches!(parse(&whole[..cut]), Parsed::Incomplete),
+                "cut at {cut}"
+            );
+        }
+        let Parsed::Done(reply, used) = parse(whole) else {
+            panic!("whole reply not parsed");
+        };
+        assert_eq!(used, whole.len());
+        assert_eq!(
+            reply,
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"a\r\n".to_vec())),
+                Reply::Integer(-7),
+                Reply::Array(None),
+            ]))
+        );
+        assert!(matches!(parse(b"?what\r\n"), Parsed::Malformed));
     }
 }
