@@ -19,9 +19,17 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.algorithm().is_ok());
     assert!(matches!(
         config.store.kind.as_str(),
-        "sqlite" | "memory" | "redis"
+        "sqlite" | "memory" | "redis" | "redis-cluster"
     ));
     assert!(config.store.kind != "redis" || config.store.url.is_some());
+    assert!(
+        config.store.kind != "redis-cluster"
+            || config
+                .store
+                .nodes
+                .as_ref()
+                .is_some_and(|n| !n.is_empty() && n.iter().all(|u| u.starts_with("redis"))),
+    );
     let issuer = config.issuer_url();
     assert!(issuer.starts_with("http://") || issuer.starts_with("https://"));
     for c in &config.clients {

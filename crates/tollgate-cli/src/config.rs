@@ -46,10 +46,12 @@ pub(crate) struct KeysConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StoreConfig {
-    /// `sqlite` (default), `redis` or `memory`.
+    /// `sqlite` (default), `redis`, `redis-cluster` or `memory`.
     pub kind: String,
     /// Redis URL (`kind = "redis"`).
     pub url: Option<String>,
+    /// Redis Cluster nodes to start from (`kind = "redis-cluster"`).
+    pub nodes: Option<Vec<String>>,
     /// Redis key prefix.
     pub prefix: Option<String>,
     /// SQLite file (default `<data_dir>/tollgate.db`).
@@ -129,6 +131,7 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: "sqlite".into(),
             url: None,
+            nodes: None,
             prefix: None,
             path: None,
         }
@@ -185,10 +188,23 @@ impl Config {
                     "required when store.kind is \"redis\"".into(),
                 ));
             }
+            "redis-cluster" => match &self.store.nodes {
+                Some(nodes)
+                    if !nodes.is_empty()
+                        && nodes
+                            .iter()
+                            .all(|n| n.starts_with("redis://") || n.starts_with("rediss://")) => {}
+                _ => {
+                    return Err(err(
+                        "store.nodes",
+                        "required when store.kind is \"redis-cluster\": a list of redis:// URLs of cluster nodes".into(),
+                    ));
+                }
+            },
             other => {
                 return Err(err(
                     "store.kind",
-                    format!("`{other}` is not one of sqlite, redis, memory"),
+                    format!("`{other}` is not one of sqlite, redis, redis-cluster, memory"),
                 ));
             }
         }

@@ -30,6 +30,14 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
             }
             Ok(Arc::new(b.connect().await.map_err(runtime)?))
         }
+        "redis-cluster" => {
+            let nodes = config.store.nodes.clone().unwrap_or_default();
+            let mut b = tollgate_redis::RedisStore::cluster_builder(nodes);
+            if let Some(p) = &config.store.prefix {
+                b = b.prefix(p.clone());
+            }
+            Ok(Arc::new(b.connect().await.map_err(runtime)?))
+        }
         _ => {
             let path = config
                 .store

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 use tollgate_core::policy::StoreError;
 
+use crate::batch::Batcher;
+use crate::conn::Conn;
 use crate::replica::{Replica, prefix_pattern};
 use crate::scripts::{
-    CHECK, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, SPEND_REFRESH, WATERMARK, script,
+    CHECK, CHECK_MANY, CHECK_TOKEN, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, SPEND_REFRESH,
+    WATERMARK, script,
 };
 use crate::{RedisStore, store_error};
 
@@ -34,6 +38,15 @@ use crate::{RedisStore, store_error};
 #[must_use]
 pub struct RedisStoreBuilder {
     pub(crate) url: String,
+    /// The initial nodes of a Redis Cluster (`None`: standalone).
+    pub(crate) cluster: Option<Vec<String>>,
+    /// Replicas that must acknowledge writes (`None`: 0 standalone, 1 on
+    /// a cluster).
+    pub(crate) acks: Option<usize>,
+    /// Checks arriving together go in one script call (standalone).
+    pub(crate) batching: bool,
+    /// A charge whose answer was lost is sent again for this long.
+    pub(crate) retry_charges: Duration,
     pub(crate) prefix: String,
     pub(crate) grace: i64,
     pub(crate) response_timeout: Duration,
@@ -94,6 +107,44 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many replicas must have a write (a charge, a revocation, a
+    /// spent refresh token) before it is answered: `WAIT` after it, for at
+    /// most the response timeout. Redis replicates asynchronously; without
+    /// this, a master that fails right after a charge may hand its
+    /// credits back through the promoted replica. A write not acknowledged
+    /// in time is an error (the request fails closed; the charge may stand:
+    /// never overspent, at worst one credit spent for a refused request).
+    ///
+    /// Default: 1 on a cluster (every master needs a replica, checked at
+    /// connection), 0 standalone. `acknowledged_by(0)` is the explicit
+    /// opt-out, for a cluster without replicas or data that may be lost.
+    pub fn acknowledged_by(mut self, replicas: usize) -> Self {
+        self.acks = Some(replicas);
+        self
+    }
+
+    /// One script call per check, even under load. By default (standalone
+    /// Redis) checks that arrive while two calls are outstanding leave
+    /// together in the next one, each run in turn as its own call would;
+    /// a cluster always calls once per check (each token's keys may live
+    /// on another node).
+    pub fn without_batching(mut self) -> Self {
+        self.batching = false;
+        self
+    }
+
+    /// How long a charge whose answer was lost (a master failing over, a
+    /// write not acknowledged in time, a timeout) is sent again before the
+    /// request fails closed (cluster; default 5 s). Each charge carries a
+    /// receipt id, so a repeat of a charge that went through is answered
+    /// from its receipt, never charged twice. Make it longer than the
+    /// cluster's failover time (`cluster-node-timeout` plus the election)
+    /// for failovers to cost no credit; a request waits at most this long.
+    pub fn retry_charges_for(mut self, patience: Duration) -> Self {
+        self.retry_charges = patience;
+        self
+    }
+
     /// No revocation replica: every request asks Redis (one round trip).
     pub fn without_revocation_replica(mut self) -> Self {
         self.replica_heartbeat = None;
@@ -119,22 +170,64 @@ impl RedisStoreBuilder {
     /// [`StoreError`] when the URL is invalid, Redis cannot be reached within
     /// the connection timeout, or the script cannot be loaded.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(store_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(self.response_timeout))
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(store_error)?;
+        let (conn, subscribers) = match &self.cluster {
+            None => {
+                let client = redis::Client::open(self.url.as_str()).map_err(store_error)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_connection_timeout(Some(self.connection_timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map_err(store_error)?;
+                (Conn::Single(conn), vec![client])
+            }
+            Some(nodes) => {
+                if nodes.is_empty() {
+                    return Err(StoreError::new("redis: a cluster needs at least one node"));
+                }
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(self.connection_timeout)
+                    .response_timeout(self.response_timeout)
+                    .overall_response_timeout(Some(self.response_timeout * 2))
+                    .retries(6)
+                    .min_retry_wait(20)
+                    .max_retry_wait(250)
+                    .build()
+                    .map_err(store_error)?;
+                let conn = tokio::time::timeout(
+                    self.connection_timeout * 2,
+                    client.get_async_connection(),
+                )
+                .await
+                .map_err(|_| StoreError::new("redis: connecting to the cluster timed out"))?
+                .map_err(store_error)?;
+                // Any node hears every published message: subscribe to
+                // one, move to the next when it fails.
+                let subscribers = nodes
+                    .iter()
+                    .map(|n| redis::Client::open(n.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(store_error)?;
+                (Conn::Cluster(conn), subscribers)
+            }
+        };
+        let acks = self.acks.unwrap_or(usize::from(self.cluster.is_some()));
+        if acks > 0 && conn.is_cluster() {
+            check_replicas(&mut conn.clone(), acks).await?;
+        }
         let check = script(CHECK);
-        // Loaded once here; later calls go by SHA (and reload after a restart).
-        check
-            .prepare_invoke()
-            .load_async(&mut conn.clone())
-            .await
-            .map_err(store_error)?;
+        let check_token = script(CHECK_TOKEN);
+        let check_many = script(CHECK_MANY);
+        // Loaded once here (on every node of a cluster); later calls go by
+        // SHA (and reload after a restart).
+        for s in [&check, &check_token, &check_many] {
+            s.prepare_invoke()
+                .load_async(&mut conn.clone())
+                .await
+                .map_err(store_error)?;
+        }
         let replica = match self.replica_heartbeat {
             None => None,
             Some(heartbeat) => {
@@ -148,7 +241,7 @@ impl RedisStoreBuilder {
                     .collect();
                 tokio::spawn(crate::replica::run(
                     Arc::downgrade(&replica),
-                    client.clone(),
+                    subscribers,
                     conn.clone(),
                     patterns,
                 ));
@@ -165,11 +258,22 @@ impl RedisStoreBuilder {
                 Some(replica)
             }
         };
+        let batcher =
+            (self.batching && !conn.is_cluster()).then(|| Batcher::start(conn.clone(), check_many));
         Ok(RedisStore {
             conn,
             prefix: self.prefix,
             grace: self.grace,
             check,
+            check_token,
+            batcher,
+            retry_charges: self.retry_charges,
+            instance: random_u64(),
+            charges: Arc::new(AtomicU64::new(0)),
+            acks,
+            ack_timeout_ms: u64::try_from(self.response_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
             consume: script(CONSUME),
             refund: Script::new(REFUND),
             revoke: script(REVOKE),
@@ -185,4 +289,61 @@ impl RedisStoreBuilder {
             }),
         })
     }
+}
+
+/// Every master of the cluster has at least `acks` replicas linked to it,
+/// or writes could never be acknowledged.
+async fn check_replicas(conn: &mut Conn, acks: usize) -> Result<(), StoreError> {
+    let Conn::Cluster(c) = conn else {
+        return Ok(());
+    };
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(c)
+        .await
+        .map_err(store_error)?;
+    let mut masters: std::collections::HashMap<&str, usize> = Default::default();
+    let mut replicas_of = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(id), Some(flags), Some(master)) = (f.first(), f.get(2), f.get(3)) else {
+            continue;
+        };
+        if flags.contains("fail") {
+            continue;
+        }
+        if flags.split(',').any(|x| x == "master") && f.len() > 8 {
+            masters.insert(id, 0);
+        } else if flags.split(',').any(|x| x == "slave" || x == "replica") {
+            replicas_of.push(*master);
+        }
+    }
+    for m in replicas_of {
+        if let Some(n) = masters.get_mut(m) {
+            *n += 1;
+        }
+    }
+    match masters.values().min() {
+        Some(&least) if least >= acks => Ok(()),
+        Some(&least) => Err(StoreError::new(format!(
+            "redis: writes must be acknowledged by {acks} replica(s), but a cluster master has {least}; \
+             add replicas, or opt out with acknowledged_by(0)"
+        ))),
+        None => Err(StoreError::new(
+            "redis: the cluster has no master serving slots",
+        )),
+    }
+}
+
+/// 64 unpredictable bits from the standard library's per-process random
+/// hash keys (seeded by the OS), mixed with the time.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }

@@ -55,7 +55,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod builder;
+mod conn;
 mod replica;
 mod scripts;
 
@@ -67,7 +69,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use conn::Conn;
 use redis::{AsyncCommands, Script};
 use tollgate_core::policy::{
     Consumed, Consumption, CreditStore, Principal, RefreshGrant, RevocationStore, Rotation, Store,
@@ -103,10 +105,13 @@ use tollgate_core::policy::{
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     pub(crate) prefix: String,
     pub(crate) grace: i64,
     pub(crate) check: Script,
+    pub(crate) check_token: Script,
+    /// Standalone: checks arriving together leave together.
+    pub(crate) batcher: Option<batch::Batcher>,
     pub(crate) consume: Script,
     pub(crate) refund: Script,
     pub(crate) revoke: Script,
@@ -119,6 +124,18 @@ pub struct RedisStore {
     /// "not revoked" answer is cached only if no revocation began while it
     /// was in flight.
     pub(crate) generation: Arc<AtomicU64>,
+    /// Replicas that must acknowledge a write (a charge, a revocation, a
+    /// spent refresh token) before it is answered: `WAIT` after it.
+    pub(crate) acks: usize,
+    /// A charge whose answer was lost is sent again (same receipt) for
+    /// this long (cluster).
+    pub(crate) retry_charges: Duration,
+    /// This store's part of every receipt id: random.
+    pub(crate) instance: u64,
+    /// The other part: a count.
+    pub(crate) charges: Arc<AtomicU64>,
+    /// How long `WAIT` waits (milliseconds).
+    pub(crate) ack_timeout_ms: u64,
     pub(crate) not_revoked: Option<moka::sync::Cache<String, ()>>,
 }
 
@@ -129,6 +146,8 @@ impl fmt::Debug for RedisStore {
             .field("grace", &self.grace)
             .field("not_revoked_cache", &self.not_revoked.is_some())
             .field("revocation_replica", &self.replica.is_some())
+            .field("cluster", &self.conn.is_cluster())
+            .field("acknowledging_replicas", &self.acks)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +197,10 @@ impl RedisStore {
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
+            cluster: None,
+            acks: None,
+            batching: true,
+            retry_charges: Duration::from_secs(5),
             prefix: "tollgate".into(),
             grace: 300,
             response_timeout: Duration::from_secs(1),
@@ -185,6 +208,45 @@ impl RedisStore {
             not_revoked_ttl: None,
             replica_heartbeat: Some(Duration::from_millis(500)),
         }
+    }
+
+    /// A builder for a Redis Cluster reached through any of `nodes`
+    /// (`redis://host:port`, a few masters are enough: the client learns
+    /// the rest).
+    ///
+    /// On a cluster, a token's counter and revocation marker share a slot
+    /// (their hash tag), so a metered request stays one script call; the
+    /// subject and client watermarks live in other slots and are checked
+    /// by the revocation replica (read from Redis while it is out of
+    /// sync). `MOVED`/`ASK` redirections and failovers are followed by the
+    /// client. By default every write (a charge, a revocation, a spent
+    /// refresh token) waits until one replica has it (`WAIT`), so a
+    /// failover cannot give spent credits back; see
+    /// [`RedisStoreBuilder::acknowledged_by`].
+    ///
+    /// ```no_run
+    /// use tollgate_redis::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), tollgate_core::policy::StoreError> {
+    /// let store = RedisStore::cluster_builder([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .prefix("tollgate")
+    /// .connect()
+    /// .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut b = Self::builder(nodes.first().cloned().unwrap_or_default());
+        b.cluster = Some(nodes);
+        b
     }
 
     /// Connects to `url` with the defaults.
@@ -297,11 +359,147 @@ impl RedisStore {
         )
     }
 
+    /// After a write that must survive a failover: `WAIT` for the
+    /// configured replicas where `key` lives. Not acknowledged in time is
+    /// an error: the write may be lost with its master, so it is not
+    /// answered as done (a charge then fails closed: never overspent, at
+    /// worst one credit spent for a refused request).
+    async fn acknowledged(&self, key: &str) -> Result<(), StoreError> {
+        if self.acks == 0 {
+            return Ok(());
+        }
+        let got = self
+            .conn
+            .clone()
+            .wait_replicas(key, self.acks, self.ack_timeout_ms)
+            .await
+            .map_err(store_error)?;
+        if got < self.acks {
+            return Err(StoreError::new(format!(
+                "redis: write acknowledged by {got} of {} replicas",
+                self.acks
+            )));
+        }
+        Ok(())
+    }
+
+    /// The watermark part of a check on a cluster: from the replica when
+    /// it is in sync, else read from Redis (each key in its own slot).
+    async fn watermarked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
+        let sub = token
+            .subject
+            .map(|s| self.watermark_key("ws", token.issuer, s));
+        let client = token
+            .client_id
+            .map(|c| self.watermark_key("wc", token.issuer, c));
+        if let Some(replica) = &self.replica
+            && let Some(revoked) =
+                replica.is_revoked(token, None, sub.as_deref(), client.as_deref())
+        {
+            return Ok(revoked);
+        }
+        for key in [sub, client].into_iter().flatten() {
+            let mark: Option<i64> = self.conn.clone().get(&key).await.map_err(store_error)?;
+            if let Some(mark) = mark
+                && token.issued_at.is_none_or(|iat| iat <= mark)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A check on a cluster: the watermarks, then one script on the
+    /// token's own slot.
+    async fn run_cluster_check(
+        &self,
+        token: TokenRef<'_>,
+        consume: Option<Consumption>,
+    ) -> Result<Verdict, StoreError> {
+        if consume.is_some() && token.token_id.is_none() {
+            return Err(StoreError::missing_jti());
+        }
+        let seen = self.generation.load(Ordering::SeqCst);
+        if self.watermarked(&token).await? {
+            return Ok(Verdict::Revoked);
+        }
+        let Some(jti) = token.token_id else {
+            self.remember_not_revoked(&token, seen);
+            return Ok(Verdict::Admitted(None));
+        };
+        let reply = self.token_script(&token, jti, "r", consume).await?;
+        match reply.first() {
+            Some(-1) => Ok(Verdict::Revoked),
+            Some(0) => {
+                self.remember_not_revoked(&token, seen);
+                Ok(Verdict::Admitted(None))
+            }
+            _ => Ok(Verdict::Admitted(Some(consumed(&reply)?))),
+        }
+    }
+
+    /// [`scripts::CHECK_TOKEN`] on a cluster, the marker `marker` (`r`, or
+    /// `none` for a consumption without revocation check). A charge
+    /// carries a receipt id: when its answer is lost (a master failed
+    /// between the script and the reply, `WAIT` not acknowledged, a
+    /// timeout) the same charge is sent again until
+    /// [`RedisStoreBuilder::retry_charges_for`] has passed, and Redis
+    /// answers a repeat from the receipt instead of charging twice. So a
+    /// failover neither loses a charge (acknowledged by a replica) nor
+    /// refuses a request whose charge went through.
+    async fn token_script(
+        &self,
+        token: &TokenRef<'_>,
+        jti: &str,
+        marker: &str,
+        consume: Option<Consumption>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let counter = self.token_key("c", token.issuer, jti);
+        let marker = self.token_key(marker, token.issuer, jti);
+        let (allowance, cost) = consume.map_or((0, 0), |c| (c.allowance, c.cost));
+        let n = self.charges.fetch_add(1, Ordering::Relaxed);
+        let receipt = format!("{counter}:{:016x}{n:016x}", self.instance);
+        let deadline = std::time::Instant::now() + self.retry_charges;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let attempt = async {
+                let reply: Vec<i64> = self
+                    .check_token
+                    .key(&marker)
+                    .key(&counter)
+                    .key(&receipt)
+                    .arg(if consume.is_some() { "1" } else { "0" })
+                    .arg(allowance.min(EXACT))
+                    .arg(cost.min(EXACT))
+                    .arg(self.expiry(token.expires_at))
+                    .arg(self.grace)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(store_error)?;
+                if reply.first() == Some(&1) {
+                    self.acknowledged(&counter).await?;
+                }
+                Ok::<_, StoreError>(reply)
+            };
+            match attempt.await {
+                Err(e) if consume.is_some() && std::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(error = %e, "tollgate-redis: a charge is sent again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn run_check(
         &self,
         token: TokenRef<'_>,
         consume: Option<Consumption>,
     ) -> Result<Verdict, StoreError> {
+        if self.conn.is_cluster() {
+            return self.run_cluster_check(token, consume).await;
+        }
         let none = self.none_key();
         let (revoked, counter) = match (token.token_id, consume) {
             (Some(jti), _) => (
@@ -321,26 +519,39 @@ impl RedisStore {
         );
         let (allowance, cost) = consume.map_or((0, 0), |c| (c.allowance, c.cost));
         let seen = self.generation.load(Ordering::SeqCst);
-        let reply: Vec<i64> = self
-            .check
-            .key(revoked)
-            .key(sub)
-            .key(client)
-            .key(counter)
-            .arg(token.issued_at.map(|i| i.to_string()).unwrap_or_default())
-            .arg(if consume.is_some() { "1" } else { "0" })
-            .arg(allowance.min(EXACT))
-            .arg(cost.min(EXACT))
-            .arg(self.expiry(token.expires_at))
-            .arg(self.grace)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
+        let args = [
+            token.issued_at.map(|i| i.to_string()).unwrap_or_default(),
+            if consume.is_some() { "1" } else { "0" }.to_owned(),
+            allowance.min(EXACT).to_string(),
+            cost.min(EXACT).to_string(),
+            self.expiry(token.expires_at).to_string(),
+            self.grace.to_string(),
+        ];
+        let reply: Vec<i64> = match &self.batcher {
+            Some(b) => b
+                .check([revoked, sub, client, counter.clone()], args)
+                .await?
+                .to_vec(),
+            None => self
+                .check
+                .key(revoked)
+                .key(sub)
+                .key(client)
+                .key(&counter)
+                .arg(&args)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(store_error)?,
+        };
         match reply.first() {
             Some(-1) => Ok(Verdict::Revoked),
             Some(0) => {
                 self.remember_not_revoked(&token, seen);
                 Ok(Verdict::Admitted(None))
+            }
+            Some(1) => {
+                self.acknowledged(&counter).await?;
+                Ok(Verdict::Admitted(Some(consumed(&reply)?)))
             }
             _ => Ok(Verdict::Admitted(Some(consumed(&reply)?))),
         }
@@ -370,9 +581,10 @@ impl RevocationStore for RedisStore {
             // Even on an error: the revocation may have been applied.
             self.forget_not_revoked();
             if let Some(r) = &self.replica {
-                r.record(key, 1, self.kept_until(expires_at));
+                r.record(key.clone(), 1, self.kept_until(expires_at));
             }
-            done.map(drop).map_err(store_error)
+            done.map_err(store_error)?;
+            self.acknowledged(&key).await
         })
     }
 
@@ -400,10 +612,12 @@ impl RevocationStore for RedisStore {
                 .invoke_async(&mut self.conn.clone())
                 .await;
             self.forget_not_revoked();
+            // Seen here at once, even on an error.
             if let Some(r) = &self.replica {
-                r.record(key, before, self.kept_until(keep_until));
+                r.record(key.clone(), before, self.kept_until(keep_until));
             }
-            done.map(drop).map_err(store_error)
+            done.map_err(store_error)?;
+            self.acknowledged(&key).await
         })
     }
 
@@ -432,9 +646,13 @@ impl CreditStore for RedisStore {
     fn consume<'a>(&'a self, token: TokenRef<'a>, c: Consumption) -> StoreFuture<'a, Consumed> {
         Box::pin(async move {
             let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
+            if self.conn.is_cluster() {
+                return consumed(&self.token_script(&token, jti, "none", Some(c)).await?);
+            }
+            let counter = self.token_key("c", token.issuer, jti);
             let reply: Vec<i64> = self
                 .consume
-                .key(self.token_key("c", token.issuer, jti))
+                .key(&counter)
                 .arg(c.allowance.min(EXACT))
                 .arg(c.cost.min(EXACT))
                 .arg(self.expiry(token.expires_at))
@@ -442,6 +660,9 @@ impl CreditStore for RedisStore {
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(store_error)?;
+            if reply.first() == Some(&1) {
+                self.acknowledged(&counter).await?;
+            }
             consumed(&reply)
         })
     }
@@ -541,14 +762,18 @@ impl Store for RedisStore {
         now: i64,
     ) -> StoreFuture<'a, Rotation> {
         Box::pin(async move {
+            let key = self.token_key("rt", issuer, old);
             let reply: redis::Value = self
                 .spend_refresh
-                .key(self.token_key("rt", issuer, old))
+                .key(&key)
                 .arg(now)
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(store_error)?;
             let (code, grant) = refresh_reply(reply)?;
+            if code == 1 {
+                self.acknowledged(&key).await?;
+            }
             Ok(match (code, grant) {
                 (1, Some(grant)) => {
                     self.put_refresh_now(issuer, new, &grant).await?;

@@ -20,8 +20,9 @@ use std::sync::{RwLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
 use tollgate_core::policy::TokenRef;
+
+use crate::conn::Conn;
 
 /// What a message or a key read says: a key and its value (`1` for a
 /// revoked marker, the mark for a watermark) live until `expires_at`.
@@ -147,25 +148,20 @@ impl Replica {
 /// answering and start again.
 pub(crate) async fn run(
     replica: Weak<Replica>,
-    client: redis::Client,
-    conn: ConnectionManager,
+    subscribers: Vec<redis::Client>,
+    conn: Conn,
     patterns: Vec<String>,
 ) {
     let mut delay = Duration::from_millis(50);
+    // A cluster: the next node after a failed subscription.
+    let mut next = 0;
     loop {
+        let client = &subscribers[next % subscribers.len()];
+        next += 1;
         let Some(r) = replica.upgrade() else { return };
         let (channel, silence) = (r.channel.clone(), r.silence());
         drop(r);
-        match session(
-            &replica,
-            &client,
-            conn.clone(),
-            &patterns,
-            &channel,
-            silence,
-        )
-        .await
-        {
+        match session(&replica, client, conn.clone(), &patterns, &channel, silence).await {
             Ok(()) => return,
             Err(e) => {
                 if let Some(r) = replica.upgrade() {
@@ -186,7 +182,7 @@ pub(crate) async fn run(
 async fn session(
     replica: &Weak<Replica>,
     client: &redis::Client,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     patterns: &[String],
     channel: &str,
     silence: Duration,
@@ -232,21 +228,29 @@ async fn session(
 }
 
 /// Every revocation key matching `patterns`, with its value and expiry.
-async fn read_all(
-    conn: &mut ConnectionManager,
-    patterns: &[String],
-) -> Result<HashMap<String, Entry>, String> {
+async fn read_all(conn: &mut Conn, patterns: &[String]) -> Result<HashMap<String, Entry>, String> {
     let mut all = HashMap::new();
-    for pattern in patterns {
+    let masters = conn.masters().await.map_err(|e| e.to_string())?;
+    let mut work = Vec::new();
+    for node in masters {
+        for pattern in patterns {
+            work.push((node.clone(), pattern.clone()));
+        }
+    }
+    for (node, pattern) in work {
+        let node = &node;
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
+            let (next, keys): (u64, Vec<String>) = conn
+                .query_on(
+                    node,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             if !keys.is_empty() {
@@ -255,7 +259,7 @@ async fn read_all(
                     pipe.get(k).cmd("EXPIRETIME").arg(k);
                 }
                 let values: Vec<(Option<i64>, i64)> =
-                    pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+                    conn.pipe_on(node, &pipe).await.map_err(|e| e.to_string())?;
                 for (k, (value, expires_at)) in keys.into_iter().zip(values) {
                     // Gone since the scan (-2), or never expiring (-1: not
                     // written by Tollgate's scripts, kept as long as Redis
@@ -281,7 +285,7 @@ async fn read_all(
 
 /// Publishes a heartbeat on the channel every `heartbeat` until the store
 /// is gone: every replica listening hears that the channel works.
-pub(crate) async fn heartbeats(replica: Weak<Replica>, mut conn: ConnectionManager) {
+pub(crate) async fn heartbeats(replica: Weak<Replica>, mut conn: Conn) {
     loop {
         let Some(r) = replica.upgrade() else { return };
         let (channel, period) = (r.channel.clone(), r.heartbeat);

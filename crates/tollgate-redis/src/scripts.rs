@@ -20,7 +20,8 @@ pub(crate) const MAX_EXPIRY: i64 = 1 << 40;
 /// of `expiry` and Redis's now + `grace`; `keep(key, at)` makes the key live
 /// at least until `at` (never shortening its life); `consume(counter,
 /// allowance, cost, expiry, grace)` takes `cost` out of what is left and
-/// returns `{1, left}` charged or `{2, left}` exhausted.
+/// returns `{1, left}` charged or `{2, left}` exhausted; `check(keys,
+/// argv, k, a)` is [`CHECK`] on `keys[k+1..k+4]` and `argv[a+1..a+6]`.
 pub(crate) const PRELUDE: &str = r"
 local function at(expiry, grace)
   local now = tonumber(redis.call('TIME')[1])
@@ -39,6 +40,16 @@ local function consume(counter, allowance, cost, expiry, grace)
   if not spent then redis.call('EXPIREAT', counter, at(expiry, grace)) end
   return {1, left - tonumber(cost)}
 end
+local function check(keys, argv, k, a)
+  if redis.call('EXISTS', keys[k + 1]) == 1 then return {-1, 0} end
+  local iat = tonumber(argv[a + 1])
+  for i = 2, 3 do
+    local mark = redis.call('GET', keys[k + i])
+    if mark and (iat == nil or iat <= tonumber(mark)) then return {-1, 0} end
+  end
+  if argv[a + 2] ~= '1' then return {0, 0} end
+  return consume(keys[k + 4], argv[a + 3], argv[a + 4], argv[a + 5], argv[a + 6])
+end
 ";
 
 /// Revocation + watermarks + consumption, in one call.
@@ -48,14 +59,44 @@ end
 /// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
 /// consumption, `{1, left}` charged, `{2, left}` exhausted.
 pub(crate) const CHECK: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
-local iat = tonumber(ARGV[1])
-for i = 2, 3 do
-  local mark = redis.call('GET', KEYS[i])
-  if mark and (iat == nil or iat <= tonumber(mark)) then return {-1, 0} end
+return check(KEYS, ARGV, 0, 0)
+";
+
+/// [`CHECK`] for many tokens in one call, each in turn (as many calls
+/// would). ARGV[1]: how many; then for the i-th (from 0) KEYS[4i+1..4i+4]
+/// and ARGV[6i+2..6i+7] as [`CHECK`]'s. Returns the replies' two numbers
+/// each, in order.
+pub(crate) const CHECK_MANY: &str = r"
+local out = {}
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local r = check(KEYS, ARGV, 4 * i, 6 * i + 1)
+  out[2 * i + 1] = r[1]
+  out[2 * i + 2] = r[2] or 0
 end
-if ARGV[2] ~= '1' then return {0, 0} end
-return consume(KEYS[4], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return out
+";
+
+/// The token's own part of [`CHECK`], for a Redis Cluster: its keys share
+/// a hash tag, so one slot; the watermarks (other slots) are checked
+/// before, by the replica or by reading them.
+///
+/// KEYS: revoked marker, counter, receipt. ARGV: consume? ("1"/"0"),
+/// allowance, cost, counter expiry (Unix seconds), grace. Replies as
+/// [`CHECK`]. A charge leaves a receipt (kept 10 minutes): the same charge
+/// sent again (its answer was lost) is answered from it, not charged twice.
+pub(crate) const CHECK_TOKEN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
+if ARGV[1] ~= '1' then return {0, 0} end
+local seen = redis.call('GET', KEYS[3])
+if seen then
+  local left = string.match(seen, '^1:(%d+)$')
+  if left then return {1, tonumber(left)} end
+end
+local r = consume(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if r[1] == 1 then
+  redis.call('SET', KEYS[3], string.format('1:%d', r[2]), 'EX', 600)
+end
+return r
 ";
 
 /// Consumption without the revocation checks. KEYS: counter. ARGV:
