@@ -1,7 +1,8 @@
-//! Three axum API instances sharing one real `redis-server`, over real HTTP
-//! on 127.0.0.1: credits are exact across instances, a revocation on one is
-//! seen by all, and Redis killed under load fails closed and recovers by
-//! itself.
+//! Three axum API instances sharing one real `redis-server`, or a real
+//! Redis Cluster, over real HTTP on 127.0.0.1: credits are exact across
+//! instances (on a cluster also through a master failover), a revocation
+//! on one is seen by all, and Redis killed under load fails closed and
+//! recovers by itself.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,6 +21,7 @@ use tollgate::axum::{AuthLayer, Claims};
 use tollgate::core::policy::{CreditStore, Credits, Policies, RevocationStore};
 use tollgate::core::{Authenticator, TrustedIssuer};
 use tollgate::redis::RedisStore;
+use tollgate_conformance::redis_cluster::RedisCluster;
 use tollgate_conformance::redis_server::RedisServer;
 use tollgate_conformance::unique;
 
@@ -29,6 +31,11 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 /// One API instance: its own process state, its own Redis connection.
 async fn instance(redis_url: &str) -> (SocketAddr, Arc<RedisStore>) {
     let store = Arc::new(RedisStore::connect(redis_url).await.unwrap());
+    (serve(store.clone()).await, store)
+}
+
+/// An API on `store`, serving on a free loopback port.
+async fn serve(store: Arc<RedisStore>) -> SocketAddr {
     let auth = Authenticator::builder()
         .issuer(
             TrustedIssuer::new(ISS)
@@ -47,7 +54,7 @@ async fn instance(redis_url: &str) -> (SocketAddr, Arc<RedisStore>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, store)
+    addr
 }
 
 fn token(changes: Value) -> String {
@@ -349,5 +356,129 @@ async fn killed_redis_mid_load_fails_closed_and_service_resumes() {
     assert!(
         now_spent >= spent + resumed && now_spent <= spent + resumed + refused,
         "counter {now_spent}, before {spent}, paid since {resumed}"
+    );
+}
+
+/// Three API instances on one Redis Cluster, each with its own connection.
+async fn three_cluster_instances(
+    cluster: &RedisCluster,
+) -> (Vec<SocketAddr>, Vec<Arc<RedisStore>>) {
+    let mut addrs = Vec::new();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        let store = Arc::new(
+            // A failover here takes about 2 s; leave room on a busy machine.
+            RedisStore::cluster_builder(cluster.urls())
+                .retry_charges_for(Duration::from_secs(15))
+                .connect()
+                .await
+                .unwrap(),
+        );
+        addrs.push(serve(store.clone()).await);
+        stores.push(store);
+    }
+    (addrs, stores)
+}
+
+/// 3,000 requests from 300 concurrent clients (10 each, round-robin over
+/// `addrs`) with a 1,000-credit token: (paid, exhausted), every other
+/// answer a failure. `paid` counts as the answers come.
+async fn spend_3000(addrs: &[SocketAddr], t: &Arc<String>, paid: &Arc<AtomicU64>) -> (u64, u64) {
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for c in 0..300usize {
+        let (client, t, addrs, paid) = (client.clone(), t.clone(), addrs.to_vec(), paid.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut exhausted = 0u64;
+            for i in 0..10 {
+                match status(&client, addrs[(c + i) % 3], &t).await {
+                    (200, _) => {
+                        paid.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (402, Some(code)) if code == "credits_exhausted" => exhausted += 1,
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            exhausted
+        }));
+    }
+    let mut exhausted = 0;
+    for task in tasks {
+        exhausted += task.await.unwrap();
+    }
+    (paid.load(Ordering::SeqCst), exhausted)
+}
+
+/// Three instances on a three-master cluster (two replicas each): a
+/// 1,000-credit token is spent exactly 1,000 times out of 3,000 concurrent
+/// requests; a revocation through one instance is refused by all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_a_cluster_spend_an_allowance_exactly() {
+    let cluster = RedisCluster::start(3, 2);
+    let (addrs, stores) = three_cluster_instances(&cluster).await;
+    let jti = unique("cluster");
+    let t = Arc::new(token(json!({"credits": 1000, "jti": jti})));
+    let paid = Arc::new(AtomicU64::new(0));
+    assert_eq!(spend_3000(&addrs, &t, &paid).await, (1000, 2000));
+    assert_eq!(stores[2].spent(ISS, &jti).await.unwrap(), Some(1000));
+
+    let client = reqwest::Client::new();
+    let victim = unique("victim");
+    let v = token(json!({"credits": 50, "jti": victim}));
+    for addr in &addrs {
+        assert_eq!(status(&client, *addr, &v).await.0, 200);
+    }
+    let revoked_at = Instant::now();
+    stores[0].revoke(ISS, &victim, now() + 600).await.unwrap();
+    let mut delays = Vec::new();
+    for addr in &addrs[1..] {
+        loop {
+            match status(&client, *addr, &v).await {
+                (401, Some(code)) if code == "token_revoked" => break,
+                (200, _) => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(10),
+                "never refused"
+            );
+        }
+        delays.push(revoked_at.elapsed());
+    }
+    println!("cluster: revocation through instance 0 refused by the others after {delays:?}");
+}
+
+/// The same with the master of the token's slot killed (SIGKILL) after
+/// 300 paid requests: a replica takes over, and still exactly 1,000 of
+/// 3,000 are paid, none refused for the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_a_cluster_spend_exactly_through_a_master_failover() {
+    let cluster = RedisCluster::start(3, 2);
+    let (addrs, stores) = three_cluster_instances(&cluster).await;
+    let jti = unique("failover");
+    let slot = cluster.keyslot(&format!("tollgate:c:{{{ISS}\u{1f}{jti}}}"));
+    let cluster = Arc::new(std::sync::Mutex::new(cluster));
+    let t = Arc::new(token(json!({"credits": 1000, "jti": jti})));
+    let paid = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn({
+        let (addrs, t, paid) = (addrs.clone(), t.clone(), paid.clone());
+        async move { spend_3000(&addrs, &t, &paid).await }
+    });
+    wait_for(&paid, 300, "300 paid requests").await;
+    let started = Instant::now();
+    let c = cluster.clone();
+    let (killed, promoted) = tokio::task::spawn_blocking(move || {
+        let mut c = c.lock().unwrap();
+        let killed = c.kill_master_of(slot);
+        (killed, c.wait_for_master_of(slot, killed))
+    })
+    .await
+    .unwrap();
+    let failover = started.elapsed();
+    assert_eq!(load.await.unwrap(), (1000, 2000));
+    assert_eq!(stores[0].spent(ISS, &jti).await.unwrap(), Some(1000));
+    println!(
+        "master {killed} killed after 300 paid; replica {promoted} took over in {failover:?}; \
+         1000 paid, 2000 exhausted"
     );
 }

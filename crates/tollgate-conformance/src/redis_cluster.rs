@@ -161,6 +161,23 @@ impl RedisCluster {
                     return Some(format!("node {i}: {field}:{got:?}, want {want}"));
                 }
             }
+            // Every node's view names every replica (clients read the
+            // topology from any node).
+            let view = node.command("CLUSTER NODES").unwrap_or_default();
+            let replicas_seen = view
+                .lines()
+                .filter(|l| {
+                    l.split_whitespace()
+                        .nth(2)
+                        .is_some_and(|f| f.contains("slave"))
+                })
+                .count();
+            if replicas_seen != self.nodes.len() - masters {
+                return Some(format!(
+                    "node {i} sees {replicas_seen} replicas, want {}",
+                    self.nodes.len() - masters
+                ));
+            }
             let replication = node.command("INFO replication").unwrap_or_default();
             match field_of(&replication, "role") {
                 Some("master") => seen_masters += 1,

@@ -173,6 +173,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The process id while running (benchmarks pin it to a core).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// False once [`kill`](Self::kill) (or a failed restart) has stopped
     /// the process. A process that died by itself still counts as
     /// running here; [`command`](Self::command) then answers `None`.

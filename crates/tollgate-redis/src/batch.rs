@@ -24,11 +24,27 @@ pub(crate) const IN_FLIGHT: usize = 2;
 /// Most checks in one call.
 pub(crate) const MOST: usize = 128;
 
-/// One check: the four keys and six arguments of
-/// [`CHECK`](crate::scripts::CHECK).
+/// What Redis checks for one request.
+pub(crate) enum Keys {
+    /// The replica checked revocation: count only.
+    Counter(String),
+    /// Revocation marker, watermarks, and (on `consume`) the counter.
+    Full {
+        revoked: String,
+        sub: String,
+        client: String,
+        counter: String,
+        consume: bool,
+        issued_at: Option<i64>,
+    },
+}
+
+/// One check, as [`CHECK_MANY`](crate::scripts::CHECK_MANY) takes it.
 pub(crate) struct Job {
-    pub(crate) keys: [String; 4],
-    pub(crate) args: [String; 6],
+    pub(crate) keys: Keys,
+    pub(crate) allowance: u64,
+    pub(crate) cost: u64,
+    pub(crate) expiry: i64,
     pub(crate) reply: oneshot::Sender<Result<[i64; 2], StoreError>>,
 }
 
@@ -40,21 +56,29 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub(crate) fn start(conn: Conn, script: Script) -> Batcher {
+    pub(crate) fn start(conn: Conn, script: Script, grace: i64) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, conn, Arc::new(script)));
+        tokio::spawn(run(rx, conn, Arc::new(script), grace));
         Batcher { tx }
     }
 
     /// The check's reply, `{code, left}` as [`CHECK`](crate::scripts::CHECK) gives it.
     pub(crate) async fn check(
         &self,
-        keys: [String; 4],
-        args: [String; 6],
+        keys: Keys,
+        allowance: u64,
+        cost: u64,
+        expiry: i64,
     ) -> Result<[i64; 2], StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job { keys, args, reply })
+            .send(Job {
+                keys,
+                allowance,
+                cost,
+                expiry,
+                reply,
+            })
             .map_err(|_| StoreError::new("redis: the store is shutting down"))?;
         answer
             .await
@@ -62,7 +86,7 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Job>, conn: Conn, script: Arc<Script>) {
+async fn run(mut rx: mpsc::UnboundedReceiver<Job>, conn: Conn, script: Arc<Script>, grace: i64) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -78,7 +102,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, conn: Conn, script: Arc<Scrip
         }
         let (mut conn, script) = (conn.clone(), script.clone());
         tokio::spawn(async move {
-            let answer = call(&mut conn, &script, &jobs).await;
+            let answer = call(&mut conn, &script, grace, &jobs).await;
             drop(permit);
             match answer {
                 Ok(codes) => {
@@ -97,22 +121,71 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, conn: Conn, script: Arc<Scrip
 }
 
 /// One script call for `jobs`: two numbers per job, in order.
-async fn call(conn: &mut Conn, script: &Script, jobs: &[Job]) -> Result<Vec<i64>, String> {
-    let mut inv = script.prepare_invoke();
-    inv.arg(jobs.len());
+async fn call(
+    conn: &mut Conn,
+    script: &Script,
+    grace: i64,
+    jobs: &[Job],
+) -> Result<Vec<i64>, String> {
+    // EVALSHA written straight into one command buffer: no allocation
+    // per key or argument.
+    let keys: usize = jobs
+        .iter()
+        .map(|j| match j.keys {
+            Keys::Counter(_) => 1,
+            Keys::Full { .. } => 4,
+        })
+        .sum();
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
     for job in jobs {
-        for k in &job.keys {
-            inv.key(k);
-        }
-        for a in &job.args {
-            inv.arg(a);
+        match &job.keys {
+            Keys::Counter(counter) => {
+                cmd.arg(counter);
+            }
+            Keys::Full {
+                revoked,
+                sub,
+                client,
+                counter,
+                ..
+            } => {
+                cmd.arg(revoked).arg(sub).arg(client).arg(counter);
+            }
         }
     }
+    cmd.arg(grace);
+    for job in jobs {
+        match &job.keys {
+            Keys::Counter(_) => {
+                cmd.arg("2");
+            }
+            Keys::Full {
+                consume, issued_at, ..
+            } => {
+                cmd.arg(if *consume { "1" } else { "0" });
+                match issued_at {
+                    Some(iat) => cmd.arg(*iat),
+                    None => cmd.arg(""),
+                };
+            }
+        }
+        cmd.arg(job.allowance).arg(job.cost).arg(job.expiry);
+    }
     // The error's kind only: never the command, which names tokens.
-    let codes: Vec<i64> = inv
-        .invoke_async(conn)
-        .await
-        .map_err(|e| format!("redis: {}", e.kind_str()))?;
+    let kind = |e: redis::RedisError| format!("redis: {}", e.kind_str());
+    let codes: Vec<i64> = match cmd.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            // Redis restarted or flushed its scripts: load, then again.
+            script
+                .prepare_invoke()
+                .load_async(conn)
+                .await
+                .map_err(kind)?;
+            cmd.query_async(conn).await.map_err(kind)?
+        }
+        other => other.map_err(kind)?,
+    };
     if codes.len() != jobs.len() * 2 {
         return Err("redis: unexpected script reply".to_owned());
     }

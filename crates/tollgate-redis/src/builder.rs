@@ -9,8 +9,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use tollgate_core::policy::StoreError;
 
+use crate::acks::Acks;
 use crate::batch::Batcher;
-use crate::conn::Conn;
+use crate::conn::{ClusterHandle, Conn};
 use crate::replica::{Replica, prefix_pattern};
 use crate::scripts::{
     CHECK, CHECK_MANY, CHECK_TOKEN, CONSUME, MAX_GRACE, MIN_GRACE, REFUND, REVOKE, SPEND_REFRESH,
@@ -111,9 +112,12 @@ impl RedisStoreBuilder {
     /// spent refresh token) before it is answered: `WAIT` after it, for at
     /// most the response timeout. Redis replicates asynchronously; without
     /// this, a master that fails right after a charge may hand its
-    /// credits back through the promoted replica. A write not acknowledged
-    /// in time is an error (the request fails closed; the charge may stand:
-    /// never overspent, at worst one credit spent for a refused request).
+    /// credits back through the promoted replica. `WAIT` waits at most a
+    /// tenth of the response timeout (100 ms by default): it holds up the
+    /// shared connection to that node meanwhile. A charge not acknowledged
+    /// in time is sent again with its receipt (see
+    /// [`retry_charges_for`](Self::retry_charges_for)); another write not
+    /// acknowledged is an error.
     ///
     /// Default: 1 on a cluster (every master needs a replica, checked at
     /// connection), 0 standalone. `acknowledged_by(0)` is the explicit
@@ -192,6 +196,9 @@ impl RedisStoreBuilder {
                     .response_timeout(self.response_timeout)
                     .overall_response_timeout(Some(self.response_timeout * 2))
                     .retries(6)
+                    .max_connection_attempts(
+                        std::num::NonZeroUsize::new(2).unwrap_or(std::num::NonZeroUsize::MIN),
+                    )
                     .min_retry_wait(20)
                     .max_retry_wait(250)
                     .build()
@@ -210,7 +217,7 @@ impl RedisStoreBuilder {
                     .map(|n| redis::Client::open(n.as_str()))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(store_error)?;
-                (Conn::Cluster(conn), subscribers)
+                (Conn::Cluster(ClusterHandle::new(client, conn)), subscribers)
             }
         };
         let acks = self.acks.unwrap_or(usize::from(self.cluster.is_some()));
@@ -219,7 +226,7 @@ impl RedisStoreBuilder {
         }
         let check = script(CHECK);
         let check_token = script(CHECK_TOKEN);
-        let check_many = script(CHECK_MANY);
+        let check_many = Script::new(CHECK_MANY);
         // Loaded once here (on every node of a cluster); later calls go by
         // SHA (and reload after a restart).
         for s in [&check, &check_token, &check_many] {
@@ -258,8 +265,17 @@ impl RedisStoreBuilder {
                 Some(replica)
             }
         };
-        let batcher =
-            (self.batching && !conn.is_cluster()).then(|| Batcher::start(conn.clone(), check_many));
+        let batcher = (self.batching && !conn.is_cluster())
+            .then(|| Batcher::start(conn.clone(), check_many, self.grace));
+        // Short: a blocked WAIT holds up every later command on the shared
+        // connection to that node; a charge not acknowledged in time is sent
+        // again (with its receipt), not waited for.
+        let acker = (acks > 0).then(|| {
+            let ms = u64::try_from(self.response_timeout.as_millis() / 10)
+                .unwrap_or(u64::MAX)
+                .clamp(1, 100);
+            Arc::new(Acks::new(conn.clone(), acks, ms))
+        });
         Ok(RedisStore {
             conn,
             prefix: self.prefix,
@@ -271,9 +287,7 @@ impl RedisStoreBuilder {
             instance: random_u64(),
             charges: Arc::new(AtomicU64::new(0)),
             acks,
-            ack_timeout_ms: u64::try_from(self.response_timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
+            acker,
             consume: script(CONSUME),
             refund: Script::new(REFUND),
             revoke: script(REVOKE),
@@ -294,12 +308,12 @@ impl RedisStoreBuilder {
 /// Every master of the cluster has at least `acks` replicas linked to it,
 /// or writes could never be acknowledged.
 async fn check_replicas(conn: &mut Conn, acks: usize) -> Result<(), StoreError> {
-    let Conn::Cluster(c) = conn else {
+    if !conn.is_cluster() {
         return Ok(());
-    };
+    }
     let text: String = redis::cmd("CLUSTER")
         .arg("NODES")
-        .query_async(c)
+        .query_async(conn)
         .await
         .map_err(store_error)?;
     let mut masters: std::collections::HashMap<&str, usize> = Default::default();

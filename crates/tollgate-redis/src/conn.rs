@@ -1,16 +1,81 @@
 //! One connection type for a standalone Redis and a Redis Cluster.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
 use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// A standalone Redis (reconnecting by itself) or a cluster (following
-/// `MOVED`/`ASK` and failovers by itself).
+/// `MOVED`/`ASK` and failovers by itself, renewed when it stops answering).
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<ClusterHandle>),
+}
+
+/// The cluster connection, and what renews it. Under many concurrent
+/// requests through a master's failure the cluster client was seen to stop
+/// answering for good (every request timing out after the failover had
+/// completed); a fresh connection reads the topology anew.
+pub(crate) struct ClusterHandle {
+    client: ClusterClient,
+    current: RwLock<ClusterConnection>,
+    renewing: AtomicBool,
+    renewed: Mutex<Option<Instant>>,
+}
+
+/// At most one renewal per this long.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+impl ClusterHandle {
+    pub(crate) fn new(client: ClusterClient, conn: ClusterConnection) -> Arc<ClusterHandle> {
+        Arc::new(ClusterHandle {
+            client,
+            current: RwLock::new(conn),
+            renewing: AtomicBool::new(false),
+            renewed: Mutex::new(None),
+        })
+    }
+
+    fn get(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the connection by a fresh one, in the background, at most
+    /// once per [`RENEW_EVERY`].
+    pub(crate) fn renew(self: &Arc<Self>) {
+        if self.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let recent = self
+            .renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < RENEW_EVERY);
+        if recent {
+            self.renewing.store(false, Ordering::Release);
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let fresh =
+                tokio::time::timeout(RENEW_EVERY * 2, me.client.get_async_connection()).await;
+            if let Ok(Ok(conn)) = fresh {
+                *me.current.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                tracing::info!("tollgate-redis: cluster connection renewed");
+            }
+            *me.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            me.renewing.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Where a command goes: the standalone server, or one cluster node.
@@ -30,8 +95,9 @@ impl Conn {
     pub(crate) async fn masters(&mut self) -> RedisResult<Vec<Node>> {
         match self {
             Conn::Single(_) => Ok(vec![Node::Single]),
-            Conn::Cluster(c) => {
-                let v = c
+            Conn::Cluster(h) => {
+                let v = h
+                    .get()
                     .route_command(
                         redis::cmd("CLUSTER").arg("NODES").clone(),
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
@@ -50,8 +116,9 @@ impl Conn {
         cmd: &Cmd,
     ) -> RedisResult<T> {
         match (self, node) {
-            (Conn::Cluster(c), Node::At { host, port }) => {
-                let v = c
+            (Conn::Cluster(h), Node::At { host, port }) => {
+                let v = h
+                    .get()
                     .route_command(
                         cmd.clone(),
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -73,9 +140,10 @@ impl Conn {
         pipe: &Pipeline,
     ) -> RedisResult<T> {
         match (self, node) {
-            (Conn::Cluster(c), Node::At { host, port }) => {
+            (Conn::Cluster(h), Node::At { host, port }) => {
                 let n = pipe.len();
-                let v = c
+                let v = h
+                    .get()
                     .route_pipeline(
                         pipe.clone(),
                         0,
@@ -104,9 +172,10 @@ impl Conn {
         cmd.arg(replicas).arg(timeout_ms);
         match self {
             Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => {
+            Conn::Cluster(h) => {
                 let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
-                let v = c
+                let v = h
+                    .get()
                     .route_command(
                         cmd,
                         RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
@@ -146,7 +215,10 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(h) => {
+                let mut c = h.get();
+                Box::pin(async move { c.req_packed_command(cmd).await })
+            }
         }
     }
 
@@ -158,14 +230,17 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(h) => {
+                let mut c = h.get();
+                Box::pin(async move { c.req_packed_commands(pipeline, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(h) => h.get().get_db(),
         }
     }
 }

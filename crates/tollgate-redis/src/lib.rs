@@ -1,10 +1,13 @@
 //! Redis-backed credit and revocation store for Tollgate: every API instance
-//! agrees on each token's credits and revocations.
+//! agrees on each token's credits and revocations, on one Redis (with
+//! replicas or Sentinel) or on a Redis Cluster.
 //!
-//! One Lua script (loaded once, called by SHA with `EVALSHA`) answers a
-//! request's revocation check, watermark check and credit consumption in a
-//! single round trip. Keys expire with their token and are namespaced by a
-//! prefix.
+//! A metered request is one round trip: one Lua script (loaded once, called
+//! by SHA with `EVALSHA`) checks revocation and consumes; checks arriving
+//! together share one call. Unmetered requests are answered by the
+//! revocation replica, kept in this process by what every revocation
+//! publishes: no round trip. Keys expire with their token and are
+//! namespaced by a prefix.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -23,10 +26,9 @@
 //! **Keys.** A token's counter and revocation marker are
 //! `{prefix}:c:{iss␟jti}` and `{prefix}:r:{iss␟jti}`: the braces are a
 //! Redis Cluster hash tag, so one token's keys share a slot. Watermarks are
-//! `{prefix}:ws:iss␟sub` and `{prefix}:wc:iss␟client`. The combined check
-//! reads a token's keys and its subject's and client's watermarks in one
-//! script, so it needs all of them on one node: a standalone Redis 7 or later
-//! (with replicas or Sentinel), not a Cluster.
+//! `{prefix}:ws:iss␟sub` and `{prefix}:wc:iss␟client`, in other slots: on a
+//! cluster they are checked by the replica (read from Redis while it is out
+//! of sync), see [`RedisStore::cluster_builder`]. Needs Redis 7 or later.
 //!
 //! Tokens without a `jti` have no revocation marker of their own (only the
 //! watermarks apply to them) and no counter: a metered token needs a `jti`.
@@ -55,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod acks;
 mod batch;
 mod builder;
 mod conn;
@@ -134,8 +137,8 @@ pub struct RedisStore {
     pub(crate) instance: u64,
     /// The other part: a count.
     pub(crate) charges: Arc<AtomicU64>,
-    /// How long `WAIT` waits (milliseconds).
-    pub(crate) ack_timeout_ms: u64,
+    /// Writes wait for replicas here (`None`: no acknowledgement).
+    pub(crate) acker: Option<Arc<acks::Acks>>,
     pub(crate) not_revoked: Option<moka::sync::Cache<String, ()>>,
 }
 
@@ -365,22 +368,10 @@ impl RedisStore {
     /// answered as done (a charge then fails closed: never overspent, at
     /// worst one credit spent for a refused request).
     async fn acknowledged(&self, key: &str) -> Result<(), StoreError> {
-        if self.acks == 0 {
-            return Ok(());
+        match &self.acker {
+            Some(acks) => acks.acknowledged(key).await,
+            None => Ok(()),
         }
-        let got = self
-            .conn
-            .clone()
-            .wait_replicas(key, self.acks, self.ack_timeout_ms)
-            .await
-            .map_err(store_error)?;
-        if got < self.acks {
-            return Err(StoreError::new(format!(
-                "redis: write acknowledged by {got} of {} replicas",
-                self.acks
-            )));
-        }
-        Ok(())
     }
 
     /// The watermark part of a check on a cluster: from the replica when
@@ -420,14 +411,18 @@ impl RedisStore {
             return Err(StoreError::missing_jti());
         }
         let seen = self.generation.load(Ordering::SeqCst);
-        if self.watermarked(&token).await? {
+        // A metered check is retried through a failover, reads included.
+        let deadline = self.charge_deadline(consume);
+        if self.retrying(deadline, || self.watermarked(&token)).await? {
             return Ok(Verdict::Revoked);
         }
         let Some(jti) = token.token_id else {
             self.remember_not_revoked(&token, seen);
             return Ok(Verdict::Admitted(None));
         };
-        let reply = self.token_script(&token, jti, "r", consume).await?;
+        let reply = self
+            .token_script(&token, jti, "r", consume, deadline)
+            .await?;
         match reply.first() {
             Some(-1) => Ok(Verdict::Revoked),
             Some(0) => {
@@ -453,37 +448,75 @@ impl RedisStore {
         jti: &str,
         marker: &str,
         consume: Option<Consumption>,
+        deadline: std::time::Instant,
     ) -> Result<Vec<i64>, StoreError> {
         let counter = self.token_key("c", token.issuer, jti);
         let marker = self.token_key(marker, token.issuer, jti);
         let (allowance, cost) = consume.map_or((0, 0), |c| (c.allowance, c.cost));
         let n = self.charges.fetch_add(1, Ordering::Relaxed);
         let receipt = format!("{counter}:{:016x}{n:016x}", self.instance);
-        let deadline = std::time::Instant::now() + self.retry_charges;
+        self.retrying(deadline, || async {
+            let reply: Vec<i64> = self
+                .check_token
+                .key(&marker)
+                .key(&counter)
+                .key(&receipt)
+                .arg(if consume.is_some() { "1" } else { "0" })
+                .arg(allowance.min(EXACT))
+                .arg(cost.min(EXACT))
+                .arg(self.expiry(token.expires_at))
+                .arg(self.grace)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(store_error)?;
+            if reply.first() == Some(&1) {
+                self.acknowledged(&counter).await?;
+            }
+            Ok::<_, StoreError>(reply)
+        })
+        .await
+    }
+
+    /// Until when an idempotent write (a revocation, a watermark) or a read
+    /// is sent again after an error: on a cluster, through a failover.
+    fn write_deadline(&self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        match &self.conn {
+            Conn::Cluster(_) => now + self.retry_charges,
+            Conn::Single(_) => now,
+        }
+    }
+
+    /// Until when a check is sent again after an error: a metered one for
+    /// [`RedisStoreBuilder::retry_charges_for`], others not.
+    fn charge_deadline(&self, consume: Option<Consumption>) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        match consume {
+            Some(_) => now + self.retry_charges,
+            None => now,
+        }
+    }
+
+    /// `attempt` until it succeeds or `deadline` would pass, pausing
+    /// 20 ms, doubling to 250 ms, between tries.
+    async fn retrying<T, F, Fut>(
+        &self,
+        deadline: std::time::Instant,
+        mut attempt: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut pause = Duration::from_millis(20);
         loop {
-            let attempt = async {
-                let reply: Vec<i64> = self
-                    .check_token
-                    .key(&marker)
-                    .key(&counter)
-                    .key(&receipt)
-                    .arg(if consume.is_some() { "1" } else { "0" })
-                    .arg(allowance.min(EXACT))
-                    .arg(cost.min(EXACT))
-                    .arg(self.expiry(token.expires_at))
-                    .arg(self.grace)
-                    .invoke_async(&mut self.conn.clone())
-                    .await
-                    .map_err(store_error)?;
-                if reply.first() == Some(&1) {
-                    self.acknowledged(&counter).await?;
-                }
-                Ok::<_, StoreError>(reply)
-            };
-            match attempt.await {
-                Err(e) if consume.is_some() && std::time::Instant::now() + pause < deadline => {
-                    tracing::debug!(error = %e, "tollgate-redis: a charge is sent again");
+            match attempt().await {
+                Err(e) if std::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(error = %e, "tollgate-redis: a check is sent again");
+
+                    if let Conn::Cluster(h) = &self.conn {
+                        h.renew();
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(250));
                 }
@@ -509,39 +542,77 @@ impl RedisStore {
             (None, Some(_)) => return Err(StoreError::missing_jti()),
             (None, None) => (none.clone(), none.clone()),
         };
-        let sub = token.subject.map_or_else(
-            || none.clone(),
-            |s| self.watermark_key("ws", token.issuer, s),
-        );
-        let client = token.client_id.map_or_else(
-            || none.clone(),
-            |c| self.watermark_key("wc", token.issuer, c),
-        );
-        let (allowance, cost) = consume.map_or((0, 0), |c| (c.allowance, c.cost));
+        // A metered check whose revocations the replica answers (in sync):
+        // Redis only counts. A revocation made elsewhere is then seen here
+        // within its push delay, as for unmetered tokens.
+        let replica = match consume {
+            Some(_) => self.replica_revoked(&token),
+            None => None,
+        };
+        let counted = match replica {
+            Some(Ok(true)) => return Ok(Verdict::Revoked),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(false)) => true,
+            None => false,
+        };
+        let sub = || {
+            token.subject.map_or_else(
+                || none.clone(),
+                |s| self.watermark_key("ws", token.issuer, s),
+            )
+        };
+        let client = || {
+            token.client_id.map_or_else(
+                || none.clone(),
+                |c| self.watermark_key("wc", token.issuer, c),
+            )
+        };
+        let (allowance, cost) =
+            consume.map_or((0, 0), |c| (c.allowance.min(EXACT), c.cost.min(EXACT)));
+        let expiry = self.expiry(token.expires_at);
         let seen = self.generation.load(Ordering::SeqCst);
-        let args = [
-            token.issued_at.map(|i| i.to_string()).unwrap_or_default(),
-            if consume.is_some() { "1" } else { "0" }.to_owned(),
-            allowance.min(EXACT).to_string(),
-            cost.min(EXACT).to_string(),
-            self.expiry(token.expires_at).to_string(),
-            self.grace.to_string(),
-        ];
         let reply: Vec<i64> = match &self.batcher {
-            Some(b) => b
-                .check([revoked, sub, client, counter.clone()], args)
-                .await?
-                .to_vec(),
-            None => self
-                .check
-                .key(revoked)
-                .key(sub)
-                .key(client)
-                .key(&counter)
-                .arg(&args)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(store_error)?,
+            Some(b) => {
+                let keys = if counted {
+                    batch::Keys::Counter(counter.clone())
+                } else {
+                    batch::Keys::Full {
+                        revoked,
+                        sub: sub(),
+                        client: client(),
+                        counter: counter.clone(),
+                        consume: consume.is_some(),
+                        issued_at: token.issued_at,
+                    }
+                };
+                b.check(keys, allowance, cost, expiry).await?.to_vec()
+            }
+            None => {
+                let (revoked, sub, client, mode) = if counted {
+                    (none.clone(), none.clone(), none.clone(), "2")
+                } else {
+                    (
+                        revoked,
+                        sub(),
+                        client(),
+                        if consume.is_some() { "1" } else { "0" },
+                    )
+                };
+                self.check
+                    .key(revoked)
+                    .key(sub)
+                    .key(client)
+                    .key(&counter)
+                    .arg(token.issued_at.map(|i| i.to_string()).unwrap_or_default())
+                    .arg(mode)
+                    .arg(allowance)
+                    .arg(cost)
+                    .arg(expiry)
+                    .arg(self.grace)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(store_error)?
+            }
         };
         match reply.first() {
             Some(-1) => Ok(Verdict::Revoked),
@@ -570,21 +641,27 @@ impl RevocationStore for RedisStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let key = self.token_key("r", issuer, token_id);
-            let done: Result<i64, _> = self
-                .revoke
-                .key(&key)
-                .arg(self.expiry(expires_at))
-                .arg(self.grace)
-                .arg(self.channel())
-                .invoke_async(&mut self.conn.clone())
+            // Revoking again changes nothing: sent again through a failover.
+            let done = self
+                .retrying(self.write_deadline(), || async {
+                    let _: i64 = self
+                        .revoke
+                        .key(&key)
+                        .arg(self.expiry(expires_at))
+                        .arg(self.grace)
+                        .arg(self.channel())
+                        .invoke_async(&mut self.conn.clone())
+                        .await
+                        .map_err(store_error)?;
+                    self.acknowledged(&key).await
+                })
                 .await;
             // Even on an error: the revocation may have been applied.
             self.forget_not_revoked();
             if let Some(r) = &self.replica {
-                r.record(key.clone(), 1, self.kept_until(expires_at));
+                r.record(key, 1, self.kept_until(expires_at));
             }
-            done.map_err(store_error)?;
-            self.acknowledged(&key).await
+            done
         })
     }
 
@@ -602,22 +679,27 @@ impl RevocationStore for RedisStore {
             };
             // Within what a published message carries exactly.
             let before = before.min(MAX_EXPIRY);
-            let done: Result<i64, _> = self
-                .watermark
-                .key(&key)
-                .arg(before)
-                .arg(self.expiry(keep_until))
-                .arg(self.grace)
-                .arg(self.channel())
-                .invoke_async(&mut self.conn.clone())
+            let done = self
+                .retrying(self.write_deadline(), || async {
+                    let _: i64 = self
+                        .watermark
+                        .key(&key)
+                        .arg(before)
+                        .arg(self.expiry(keep_until))
+                        .arg(self.grace)
+                        .arg(self.channel())
+                        .invoke_async(&mut self.conn.clone())
+                        .await
+                        .map_err(store_error)?;
+                    self.acknowledged(&key).await
+                })
                 .await;
             self.forget_not_revoked();
             // Seen here at once, even on an error.
             if let Some(r) = &self.replica {
-                r.record(key.clone(), before, self.kept_until(keep_until));
+                r.record(key, before, self.kept_until(keep_until));
             }
-            done.map_err(store_error)?;
-            self.acknowledged(&key).await
+            done
         })
     }
 
@@ -647,7 +729,12 @@ impl CreditStore for RedisStore {
         Box::pin(async move {
             let jti = token.token_id.ok_or_else(StoreError::missing_jti)?;
             if self.conn.is_cluster() {
-                return consumed(&self.token_script(&token, jti, "none", Some(c)).await?);
+                let deadline = self.charge_deadline(Some(c));
+                return consumed(
+                    &self
+                        .token_script(&token, jti, "none", Some(c), deadline)
+                        .await?,
+                );
             }
             let counter = self.token_key("c", token.issuer, jti);
             let reply: Vec<i64> = self
@@ -689,10 +776,14 @@ impl CreditStore for RedisStore {
 
     fn spent<'a>(&'a self, issuer: &'a str, token_id: &'a str) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
-            conn.get(self.token_key("c", issuer, token_id))
-                .await
-                .map_err(store_error)
+            let key = self.token_key("c", issuer, token_id);
+            // A read: sent again through a failover or a slot migration
+            // (a multiplexed connection can lose an `ASKING` to another
+            // command), as a charge is.
+            self.retrying(self.write_deadline(), || async {
+                self.conn.clone().get(&key).await.map_err(store_error)
+            })
+            .await
         })
     }
 }

@@ -41,6 +41,9 @@ local function consume(counter, allowance, cost, expiry, grace)
   return {1, left - tonumber(cost)}
 end
 local function check(keys, argv, k, a)
+  if argv[a + 2] == '2' then
+    return consume(keys[k + 4], argv[a + 3], argv[a + 4], argv[a + 5], argv[a + 6])
+  end
   if redis.call('EXISTS', keys[k + 1]) == 1 then return {-1, 0} end
   local iat = tonumber(argv[a + 1])
   for i = 2, 3 do
@@ -55,23 +58,88 @@ end
 /// Revocation + watermarks + consumption, in one call.
 ///
 /// KEYS: revoked marker, subject watermark, client watermark, counter.
-/// ARGV: iat (or ""), consume? ("1"/"0"), allowance, cost, counter expiry
+/// ARGV: iat (or ""), consume? ("1", "0", or "2": consume without the
+/// revocation checks, which the replica made), allowance, cost, counter expiry
 /// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
 /// consumption, `{1, left}` charged, `{2, left}` exhausted.
 pub(crate) const CHECK: &str = r"
 return check(KEYS, ARGV, 0, 0)
 ";
 
-/// [`CHECK`] for many tokens in one call, each in turn (as many calls
-/// would). ARGV[1]: how many; then for the i-th (from 0) KEYS[4i+1..4i+4]
-/// and ARGV[6i+2..6i+7] as [`CHECK`]'s. Returns the replies' two numbers
-/// each, in order.
+/// [`CHECK`] for many checks in one call, each in turn, with the same
+/// answers as that many calls one after the other. ARGV[1]: grace; then
+/// each check, its keys and arguments in order: mode `2` (the replica
+/// checked revocation: count only) takes KEYS counter and ARGV `2`,
+/// allowance, cost, counter expiry; mode `0`/`1` (check, and consume on
+/// `1`) takes KEYS revoked marker, subject watermark, client watermark,
+/// counter, and ARGV mode, iat (or ""), allowance, cost, counter expiry.
+/// Returns two numbers per check, as [`CHECK`]'s reply, in order.
+///
+/// Nothing else runs during a script, so each key is read once: a marker
+/// or watermark read is kept, a counter is followed in Lua, and each
+/// changed counter is written once at the end (`INCRBY` of its total, an
+/// integer below 2^53 written without exponent; `EXPIREAT` if this call
+/// created it). Checks of one token arriving together (a busy client's
+/// token) cost Redis one read and one write.
 pub(crate) const CHECK_MANY: &str = r"
-local out = {}
-for i = 0, tonumber(ARGV[1]) - 1 do
-  local r = check(KEYS, ARGV, 4 * i, 6 * i + 1)
-  out[2 * i + 1] = r[1]
-  out[2 * i + 2] = r[2] or 0
+local grace = ARGV[1]
+local known, spent, added, born = {}, {}, {}, {}
+local function get(key)
+  local v = known[key]
+  if v == nil then
+    v = redis.call('GET', key) or false
+    known[key] = v
+  end
+  return v
+end
+local function consume(counter, allowance, cost, expiry)
+  local s = spent[counter]
+  if s == nil then
+    local v = redis.call('GET', counter)
+    s = tonumber(v or '0')
+    spent[counter] = s
+    if not v then born[counter] = expiry end
+  end
+  local left = tonumber(allowance) - s
+  if left < 0 then left = 0 end
+  cost = tonumber(cost)
+  if cost > left then return 2, left end
+  spent[counter] = s + cost
+  added[counter] = (added[counter] or 0) + cost
+  return 1, left - cost
+end
+local function check(k, a)
+  if get(KEYS[k + 1]) then return -1, 0 end
+  local iat = tonumber(ARGV[a + 2])
+  for i = 2, 3 do
+    local mark = get(KEYS[k + i])
+    if mark and (iat == nil or iat <= tonumber(mark)) then return -1, 0 end
+  end
+  if ARGV[a + 1] ~= '1' then return 0, 0 end
+  return consume(KEYS[k + 4], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+end
+local out, k, a = {}, 0, 1
+while a < #ARGV do
+  local code, left
+  if ARGV[a + 1] == '2' then
+    code, left = consume(KEYS[k + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+    k, a = k + 1, a + 4
+  else
+    code, left = check(k, a)
+    k, a = k + 4, a + 5
+  end
+  out[#out + 1] = code
+  out[#out + 1] = left
+end
+for counter, n in pairs(added) do
+  if n > 0 then
+    redis.call('INCRBY', counter, string.format('%.0f', n))
+    local expiry = born[counter]
+    if expiry then
+      local now = tonumber(redis.call('TIME')[1])
+      redis.call('EXPIREAT', counter, math.max(tonumber(expiry), now + tonumber(grace)))
+    end
+  end
 end
 return out
 ";

@@ -532,3 +532,52 @@ async fn not_revoked_cache_never_outlives_an_own_revocation() {
     }
     assert_eq!(stale, 0, "revoked tokens still cached as not revoked");
 }
+
+/// 64 tasks on three instances race one allowance: exactly the allowance
+/// is charged, and checks arriving together shared script calls (fewer
+/// calls than checks), each answered as its own call would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_arriving_together_share_a_call_and_stay_exact() {
+    let server = RedisServer::start();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Arc::new(RedisStore::connect(&server.url()).await.unwrap()));
+    }
+    let jti = unique("together");
+    server.command("CONFIG RESETSTAT").unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..64usize {
+        let (store, jti) = (stores[t % 3].clone(), jti.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut charged, mut exhausted, mut last) = (0u64, 0u64, None);
+            for _ in 0..100 {
+                let c = Consumption {
+                    allowance: 5000,
+                    cost: 1,
+                };
+                match store.check(token(&jti), Some(c)).await.unwrap() {
+                    Verdict::Admitted(Some(Consumed::Charged { remaining })) => {
+                        // One task's answers count down.
+                        assert!(last.is_none_or(|l| remaining < l));
+                        last = Some(remaining);
+                        charged += 1;
+                    }
+                    Verdict::Admitted(Some(Consumed::Exhausted { remaining: 0 })) => exhausted += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (charged, exhausted)
+        }));
+    }
+    let (mut charged, mut exhausted) = (0, 0);
+    for t in tasks {
+        let (c, e) = t.await.unwrap();
+        charged += c;
+        exhausted += e;
+    }
+    assert_eq!((charged, exhausted), (5000, 1400));
+    assert_eq!(stores[0].spent(ISS, &jti).await.unwrap(), Some(5000));
+    let calls = server.command_calls("evalsha");
+    assert!(calls < 6400, "{calls} calls for 6,400 checks");
+    println!("6,400 checks from 64 tasks on 3 instances: {calls} script calls");
+}

@@ -61,13 +61,15 @@ async fn unmetered_checks_make_no_redis_call() {
         store.check(t, Some(metered)).await.unwrap();
     }
     // 2,000 unmetered answers and 10 metered ones: 10 scripts, and inside
-    // them (INFO commandstats counts those too) 3 GETs each: two
-    // watermarks and the counter. Nothing for the unmetered checks.
+    // them (INFO commandstats counts those too) the counter read and
+    // written: the replica answered revocation, so no marker or watermark
+    // read. Nothing for the unmetered checks.
     let calls = server.all_command_calls();
     let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
     assert_eq!(count("evalsha") + count("eval"), 10, "{calls:?}");
-    assert_eq!(count("get"), 30, "{calls:?}");
-    assert_eq!(count("exists"), 10, "{calls:?}");
+    assert_eq!(count("get"), 10, "{calls:?}");
+    assert_eq!(count("incrby"), 10, "{calls:?}");
+    assert_eq!(count("exists"), 0, "{calls:?}");
     println!("1,000 x2 unmetered + 10 metered checks: INFO commandstats {calls:?}");
 }
 
@@ -211,4 +213,126 @@ async fn an_instance_cut_off_stops_answering_within_three_heartbeats() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(store.try_check(t, None), Some(Ok(Verdict::Admitted(None))));
+}
+
+/// A TCP proxy to Redis that can hold everything both ways while keeping
+/// the connections open: a partition that drops packets, as TCP sees it
+/// (nothing arrives; once healed, what was sent arrives, in order).
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    async fn to(upstream: std::net::SocketAddr) -> Partition {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                for (mut from, mut to, cut) in [
+                    (
+                        Box::new(dr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(uw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                        flag.clone(),
+                    ),
+                    (Box::new(ur), Box::new(dw), flag.clone()),
+                ] {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while cut.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Partition { addr, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An instance cut off from Redis by a partition that drops packets (its
+/// connections stay up) while another revokes a token: it stops answering
+/// from its replica within three heartbeats, never accepts the revoked
+/// token after that (Redis cannot answer it: it fails closed), and once the
+/// partition heals it resyncs and refuses the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_during_a_partition_is_never_accepted_beyond_the_bound() {
+    let server = RedisServer::start();
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let partition = Partition::to(upstream).await;
+    let heartbeat = Duration::from_millis(100);
+    let cut_off = RedisStore::builder(partition.url())
+        .revocation_replica(heartbeat)
+        .response_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let writer = RedisStore::connect(&server.url()).await.unwrap();
+    let jti = unique("partitioned");
+    let t = token(&jti, "user-1");
+    assert_eq!(
+        cut_off.check(t, None).await.unwrap(),
+        Verdict::Admitted(None)
+    );
+
+    partition.cut(true);
+    let cut_at = Instant::now();
+    writer.revoke(ISS, &jti, now() + 600).await.unwrap();
+    // Answers while cut off: accepted only until the replica noticed the
+    // silence; after that Redis is asked and cannot answer.
+    let mut last_accepted = None;
+    let deadline = cut_at + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match cut_off.check(t, None).await {
+            Ok(Verdict::Admitted(None)) => last_accepted = Some(cut_at.elapsed()),
+            Ok(other) => panic!("cut off, yet answered {other:?}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let bound = heartbeat * 3 + Duration::from_millis(150);
+    assert!(
+        last_accepted.is_none_or(|at| at <= bound),
+        "accepted the revoked token {last_accepted:?} after the partition (bound {bound:?})"
+    );
+    assert!(!cut_off.replica_in_sync());
+    partition.cut(false);
+    let healed = Instant::now();
+    loop {
+        if cut_off.try_check(t, None) == Some(Ok(Verdict::Revoked)) {
+            break;
+        }
+        assert!(healed.elapsed() < Duration::from_secs(30), "never resynced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "partition: revoked token last accepted {last_accepted:?} after the cut (heartbeat {heartbeat:?}, bound {bound:?}); resynced {:?} after healing",
+        healed.elapsed()
+    );
 }
