@@ -144,8 +144,9 @@ impl RedisStoreBuilder {
     /// from its receipt, never charged twice. Make it longer than the
     /// cluster's failover time (`cluster-node-timeout` plus the election)
     /// for failovers to cost no credit; a request waits at most this long.
+    /// At most 600 s (a receipt's life).
     pub fn retry_charges_for(mut self, patience: Duration) -> Self {
-        self.retry_charges = patience;
+        self.retry_charges = patience.min(Duration::from_secs(600));
         self
     }
 
@@ -160,7 +161,8 @@ impl RedisStoreBuilder {
     /// another instance is then seen up to `ttl` late (this instance's own
     /// revocations are seen at once: an answer still in flight when this
     /// instance revokes is not kept). Off by default. Metered tokens always
-    /// ask Redis: their consumption does the revocation check with it.
+    /// ask Redis (their consumption), and the revocation replica, when on
+    /// and in sync, answers for their revocation.
     pub fn not_revoked_cache(mut self, ttl: Duration) -> Self {
         self.not_revoked_ttl = Some(ttl);
         self
@@ -190,6 +192,13 @@ impl RedisStoreBuilder {
             Some(nodes) => {
                 if nodes.is_empty() {
                     return Err(StoreError::new("redis: a cluster needs at least one node"));
+                }
+                // A brace in the prefix would move the hash tag: a token's
+                // keys would land in different slots (CROSSSLOT).
+                if self.prefix.contains(['{', '}']) {
+                    return Err(StoreError::new(
+                        "redis: a cluster key prefix cannot contain `{` or `}`",
+                    ));
                 }
                 let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(self.connection_timeout)

@@ -85,6 +85,15 @@ pub(crate) enum Node {
     At { host: String, port: u16 },
 }
 
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Node::Single => f.write_str("redis"),
+            Node::At { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
 impl Conn {
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Conn::Cluster(_))
@@ -104,7 +113,12 @@ impl Conn {
                     )
                     .await?;
                 let text: String = redis::from_redis_value(v)?;
-                Ok(cluster_masters(&text))
+                cluster_masters(&text).ok_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+                        "a master is failing or slots are unserved: not every key can be read",
+                    ))
+                })
             }
         }
     }
@@ -187,28 +201,46 @@ impl Conn {
     }
 }
 
-/// The masters in a `CLUSTER NODES` reply that are not failed:
-/// `id ip:port@cport[,hostname] flags ...`.
-fn cluster_masters(text: &str) -> Vec<Node> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let _id = fields.next()?;
-            let addr = fields.next()?;
-            let flags = fields.next()?;
-            let flags: Vec<&str> = flags.split(',').collect();
-            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
-                return None;
-            }
-            let hostport = addr.split(['@', ',']).next()?;
-            let (host, port) = hostport.rsplit_once(':')?;
-            let port = port.parse().ok()?;
-            (!host.is_empty()).then(|| Node::At {
-                host: host.to_owned(),
-                port,
+/// The masters serving slots in a `CLUSTER NODES` reply (`id
+/// ip:port@cport[,hostname] flags master ping pong epoch link slots...`),
+/// or `None` while one of them is failing (`fail`, `fail?`) or the slots
+/// they serve do not cover all 16384: a rebuild from them would miss keys.
+fn cluster_masters(text: &str) -> Option<Vec<Node>> {
+    let mut nodes = Vec::new();
+    let mut covered = 0u32;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(flags)) = (f.get(1), f.get(2)) else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        let slots: u32 = f
+            .iter()
+            .skip(8)
+            .filter(|r| !r.starts_with('['))
+            .filter_map(|r| match r.split_once('-') {
+                Some((a, b)) => Some(b.parse::<u32>().ok()? + 1 - a.parse::<u32>().ok()?),
+                None => r.parse::<u32>().ok().map(|_| 1),
             })
-        })
-        .collect()
+            .sum();
+        if !flags.contains(&"master") || slots == 0 {
+            continue;
+        }
+        if flags.iter().any(|f| f.starts_with("fail")) {
+            return None;
+        }
+        covered += slots;
+        let hostport = addr.split(['@', ',']).next()?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        if host.is_empty() {
+            return None;
+        }
+        nodes.push(Node::At {
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        });
+    }
+    (covered == 16384).then_some(nodes)
 }
 
 impl ConnectionLike for Conn {
@@ -253,13 +285,20 @@ mod tests {
     fn masters_are_read_from_cluster_nodes() {
         let text = "\
 a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
-b2 127.0.0.1:7002@17002,host-b master - 0 0 2 connected 5461-10922
+b2 127.0.0.1:7002@17002,host-b master - 0 0 2 connected 5461-10921 10922 [10923->-e5]
 c3 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected
 d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
 e5 ::1:7005@17005 master - 0 0 4 connected 10923-16383
 ";
+        // A failed master without slots (replaced) does not matter; a
+        // failing one with slots, or slots nobody serves, do.
+        assert_eq!(cluster_masters(&text.replace("0-5460", "0-5459")), None);
         assert_eq!(
-            cluster_masters(text),
+            cluster_masters(&text.replace("myself,master", "myself,master,fail?")),
+            None
+        );
+        assert_eq!(
+            cluster_masters(text).unwrap(),
             vec![
                 Node::At {
                     host: "127.0.0.1".into(),

@@ -183,6 +183,34 @@ impl KindStr for redis::RedisError {
     }
 }
 
+/// Worth sending again: the connection, a timeout, the cluster moving
+/// (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, a master down or loading),
+/// or a write not acknowledged in time. Not a wrong type, a script error,
+/// `CROSSSLOT`: sending them again cannot help. Read from the message this
+/// crate wrote ([`KindStr`]).
+fn transient(e: &StoreError) -> bool {
+    const AGAIN: [&str; 11] = [
+        "timed out",
+        "connection unavailable",
+        "Moved",
+        "Ask",
+        "TryAgain",
+        "ClusterDown",
+        "MasterDown",
+        "BusyLoading",
+        "ClusterConnectionNotFound",
+        "acknowledged",
+        "Parse",
+    ];
+    AGAIN.iter().any(|m| e.message().contains(m))
+}
+
+/// A timeout or a lost connection: the cluster connection may be stuck.
+fn stuck(e: &StoreError) -> bool {
+    let m = e.message();
+    m == "redis: timed out" || m == "redis: connection unavailable"
+}
+
 fn consumed(reply: &[i64]) -> Result<Consumed, StoreError> {
     match reply {
         [1, left, ..] => Ok(Consumed::Charged {
@@ -511,10 +539,11 @@ impl RedisStore {
         let mut pause = Duration::from_millis(20);
         loop {
             match attempt().await {
-                Err(e) if std::time::Instant::now() + pause < deadline => {
+                Err(e) if transient(&e) && std::time::Instant::now() + pause < deadline => {
                     tracing::debug!(error = %e, "tollgate-redis: a check is sent again");
-
-                    if let Conn::Cluster(h) = &self.conn {
+                    if let Conn::Cluster(h) = &self.conn
+                        && stuck(&e)
+                    {
                         h.renew();
                     }
                     tokio::time::sleep(pause).await;
@@ -863,7 +892,10 @@ impl Store for RedisStore {
                 .map_err(store_error)?;
             let (code, grant) = refresh_reply(reply)?;
             if code == 1 {
-                self.acknowledged(&key).await?;
+                // Only the acknowledgement is sent again: spending again
+                // would read as a reuse.
+                self.retrying(self.write_deadline(), || self.acknowledged(&key))
+                    .await?;
             }
             Ok(match (code, grant) {
                 (1, Some(grant)) => {

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, Weak};
+use std::sync::{Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -41,6 +41,13 @@ pub(crate) struct Replica {
     pub(crate) channel: String,
     /// Heartbeat period.
     pub(crate) heartbeat: Duration,
+    /// On a cluster: the masters heartbeats are published on (each
+    /// instance publishes on every master), and when each was last heard.
+    /// Revocations come from each token's own master, so a master whose
+    /// messages stop reaching this subscriber must show, even while the
+    /// others' still do.
+    masters: Mutex<Vec<String>>,
+    heard: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn now() -> i64 {
@@ -56,7 +63,20 @@ impl Replica {
             trusted: AtomicBool::new(false),
             channel,
             heartbeat,
+            masters: Mutex::new(Vec::new()),
+            heard: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A master that has been silent for [`Self::silence`] (since `since`
+    /// when never heard), if any.
+    fn silent_master(&self, since: std::time::Instant) -> Option<String> {
+        let masters = self.masters.lock().unwrap_or_else(|p| p.into_inner());
+        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        masters
+            .iter()
+            .find(|m| heard.get(*m).copied().unwrap_or(since).elapsed() > self.silence())
+            .cloned()
     }
 
     /// How long without any message before the replica stops answering.
@@ -118,6 +138,14 @@ impl Replica {
     /// cannot read, so the replica must be rebuilt from the keys.
     fn apply_message(&self, payload: &[u8]) -> bool {
         if payload == b"hb" {
+            return true;
+        }
+        if let Some(master) = payload.strip_prefix(b"hb:") {
+            let master = String::from_utf8_lossy(master).into_owned();
+            self.heard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(master, std::time::Instant::now());
             return true;
         }
         match serde_json::from_slice::<(String, i64, i64)>(payload) {
@@ -207,6 +235,7 @@ async fn session(
     }
     let mut messages = pubsub.into_on_message();
     let mut swept = std::time::Instant::now();
+    let since = std::time::Instant::now();
     loop {
         match tokio::time::timeout(silence, messages.next()).await {
             Err(_) => return Err(format!("no message for {silence:?}")),
@@ -215,6 +244,11 @@ async fn session(
                 let Some(r) = replica.upgrade() else {
                     return Ok(());
                 };
+                if let Some(master) = r.silent_master(since) {
+                    return Err(format!(
+                        "no heartbeat through master {master} for {silence:?}"
+                    ));
+                }
                 if !r.apply_message(msg.get_payload_bytes()) {
                     return Err("a message that is not a revocation; rebuilding".to_owned());
                 }
@@ -290,11 +324,28 @@ pub(crate) async fn heartbeats(replica: Weak<Replica>, mut conn: Conn) {
         let Some(r) = replica.upgrade() else { return };
         let (channel, period) = (r.channel.clone(), r.heartbeat);
         drop(r);
-        let _: Result<i64, _> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg("hb")
-            .query_async(&mut conn)
-            .await;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&channel).arg("hb");
+        // On a cluster, from every master: revocations are published by
+        // each token's master, so silence from any of them must show.
+        match conn.masters().await {
+            Ok(masters) if conn.is_cluster() => {
+                let mut names = Vec::new();
+                for node in &masters {
+                    let name = node.to_string();
+                    let mut publish = redis::cmd("PUBLISH");
+                    publish.arg(&channel).arg(format!("hb:{name}"));
+                    let _: Result<i64, _> = conn.query_on(node, &publish).await;
+                    names.push(name);
+                }
+                if let Some(r) = replica.upgrade() {
+                    *r.masters.lock().unwrap_or_else(|p| p.into_inner()) = names;
+                }
+            }
+            _ => {
+                let _: Result<i64, _> = publish.query_async(&mut conn).await;
+            }
+        }
         tokio::time::sleep(period).await;
     }
 }

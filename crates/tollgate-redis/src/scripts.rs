@@ -158,7 +158,12 @@ if ARGV[1] ~= '1' then return {0, 0} end
 local seen = redis.call('GET', KEYS[3])
 if seen then
   local left = string.match(seen, '^1:(%d+)$')
-  if left then return {1, tonumber(left)} end
+  if left then
+    -- A write on this connection: a WAIT after it covers the charge too
+    -- (replication is in order), whichever connection made the charge.
+    redis.call('SET', KEYS[3], seen, 'KEEPTTL')
+    return {1, tonumber(left)}
+  end
 end
 local r = consume(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if r[1] == 1 then
