@@ -109,8 +109,14 @@ fn bad_configuration_names_file_key_and_reason() {
         ("[store]\nkind = \"mongo\"\n", "store.kind"),
         ("[store]\nkind = \"redis\"\n", "store.url"),
         ("[store]\nkind = \"redis-cluster\"\n", "store.nodes"),
-        ("[store]\nkind = \"redis-cluster\"\nnodes = []\n", "store.nodes"),
-        ("[store]\nkind = \"redis-cluster\"\nnodes = [\"127.0.0.1:7000\"]\n", "store.nodes"),
+        (
+            "[store]\nkind = \"redis-cluster\"\nnodes = []\n",
+            "store.nodes",
+        ),
+        (
+            "[store]\nkind = \"redis-cluster\"\nnodes = [\"127.0.0.1:7000\"]\n",
+            "store.nodes",
+        ),
         ("[keys]\nalgorithm = \"none\"\n", "keys.algorithm"),
         ("colour = \"blue\"\n", "colour"),
         (
