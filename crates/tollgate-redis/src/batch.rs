@@ -24,19 +24,15 @@ pub(crate) const IN_FLIGHT: usize = 2;
 /// Most checks in one call.
 pub(crate) const MOST: usize = 128;
 
-/// What Redis checks for one request.
-pub(crate) enum Keys {
-    /// The replica checked revocation: count only.
-    Counter(String),
-    /// Revocation marker, watermarks, and (on `consume`) the counter.
-    Full {
-        revoked: String,
-        sub: String,
-        client: String,
-        counter: String,
-        consume: bool,
-        issued_at: Option<i64>,
-    },
+/// What Redis checks for one request: the revocation marker, the
+/// watermarks, and (on `consume`) the counter.
+pub(crate) struct Keys {
+    pub(crate) revoked: String,
+    pub(crate) sub: String,
+    pub(crate) client: String,
+    pub(crate) counter: String,
+    pub(crate) consume: bool,
+    pub(crate) issued_at: Option<i64>,
 }
 
 /// One check, as [`CHECK_MANY`](crate::scripts::CHECK_MANY) takes it.
@@ -129,47 +125,21 @@ async fn call(
 ) -> Result<Vec<i64>, String> {
     // EVALSHA written straight into one command buffer: no allocation
     // per key or argument.
-    let keys: usize = jobs
-        .iter()
-        .map(|j| match j.keys {
-            Keys::Counter(_) => 1,
-            Keys::Full { .. } => 4,
-        })
-        .sum();
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys);
-    for job in jobs {
-        match &job.keys {
-            Keys::Counter(counter) => {
-                cmd.arg(counter);
-            }
-            Keys::Full {
-                revoked,
-                sub,
-                client,
-                counter,
-                ..
-            } => {
-                cmd.arg(revoked).arg(sub).arg(client).arg(counter);
-            }
-        }
+    cmd.arg(script.get_hash()).arg(jobs.len() * 4);
+    for Job { keys: k, .. } in jobs {
+        cmd.arg(&k.revoked)
+            .arg(&k.sub)
+            .arg(&k.client)
+            .arg(&k.counter);
     }
     cmd.arg(grace);
     for job in jobs {
-        match &job.keys {
-            Keys::Counter(_) => {
-                cmd.arg("2");
-            }
-            Keys::Full {
-                consume, issued_at, ..
-            } => {
-                cmd.arg(if *consume { "1" } else { "0" });
-                match issued_at {
-                    Some(iat) => cmd.arg(*iat),
-                    None => cmd.arg(""),
-                };
-            }
-        }
+        cmd.arg(if job.keys.consume { "1" } else { "0" });
+        match job.keys.issued_at {
+            Some(iat) => cmd.arg(iat),
+            None => cmd.arg(""),
+        };
         cmd.arg(job.allowance).arg(job.cost).arg(job.expiry);
     }
     // The error's kind only: never the command, which names tokens.

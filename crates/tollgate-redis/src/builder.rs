@@ -161,8 +161,8 @@ impl RedisStoreBuilder {
     /// another instance is then seen up to `ttl` late (this instance's own
     /// revocations are seen at once: an answer still in flight when this
     /// instance revokes is not kept). Off by default. Metered tokens always
-    /// ask Redis (their consumption), and the revocation replica, when on
-    /// and in sync, answers for their revocation.
+    /// ask Redis: their consumption does the revocation check with it (on
+    /// a cluster, the watermarks come from the revocation replica).
     pub fn not_revoked_cache(mut self, ttl: Duration) -> Self {
         self.not_revoked_ttl = Some(ttl);
         self

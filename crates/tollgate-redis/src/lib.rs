@@ -571,62 +571,35 @@ impl RedisStore {
             (None, Some(_)) => return Err(StoreError::missing_jti()),
             (None, None) => (none.clone(), none.clone()),
         };
-        // A metered check whose revocations the replica answers (in sync):
-        // Redis only counts. A revocation made elsewhere is then seen here
-        // within its push delay, as for unmetered tokens.
-        let replica = match consume {
-            Some(_) => self.replica_revoked(&token),
-            None => None,
-        };
-        let counted = match replica {
-            Some(Ok(true)) => return Ok(Verdict::Revoked),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(false)) => true,
-            None => false,
-        };
-        let sub = || {
-            token.subject.map_or_else(
-                || none.clone(),
-                |s| self.watermark_key("ws", token.issuer, s),
-            )
-        };
-        let client = || {
-            token.client_id.map_or_else(
-                || none.clone(),
-                |c| self.watermark_key("wc", token.issuer, c),
-            )
-        };
+        // Metered checks see a revocation made anywhere at once: the
+        // script reads the marker and watermarks with the counter (the
+        // replica answers only unmetered checks here).
+        let sub = token.subject.map_or_else(
+            || none.clone(),
+            |s| self.watermark_key("ws", token.issuer, s),
+        );
+        let client = token.client_id.map_or_else(
+            || none.clone(),
+            |c| self.watermark_key("wc", token.issuer, c),
+        );
         let (allowance, cost) =
             consume.map_or((0, 0), |c| (c.allowance.min(EXACT), c.cost.min(EXACT)));
         let expiry = self.expiry(token.expires_at);
         let seen = self.generation.load(Ordering::SeqCst);
         let reply: Vec<i64> = match &self.batcher {
             Some(b) => {
-                let keys = if counted {
-                    batch::Keys::Counter(counter.clone())
-                } else {
-                    batch::Keys::Full {
-                        revoked,
-                        sub: sub(),
-                        client: client(),
-                        counter: counter.clone(),
-                        consume: consume.is_some(),
-                        issued_at: token.issued_at,
-                    }
+                let keys = batch::Keys {
+                    revoked,
+                    sub,
+                    client,
+                    counter: counter.clone(),
+                    consume: consume.is_some(),
+                    issued_at: token.issued_at,
                 };
                 b.check(keys, allowance, cost, expiry).await?.to_vec()
             }
             None => {
-                let (revoked, sub, client, mode) = if counted {
-                    (none.clone(), none.clone(), none.clone(), "2")
-                } else {
-                    (
-                        revoked,
-                        sub(),
-                        client(),
-                        if consume.is_some() { "1" } else { "0" },
-                    )
-                };
+                let mode = if consume.is_some() { "1" } else { "0" };
                 self.check
                     .key(revoked)
                     .key(sub)

@@ -41,9 +41,6 @@ local function consume(counter, allowance, cost, expiry, grace)
   return {1, left - tonumber(cost)}
 end
 local function check(keys, argv, k, a)
-  if argv[a + 2] == '2' then
-    return consume(keys[k + 4], argv[a + 3], argv[a + 4], argv[a + 5], argv[a + 6])
-  end
   if redis.call('EXISTS', keys[k + 1]) == 1 then return {-1, 0} end
   local iat = tonumber(argv[a + 1])
   for i = 2, 3 do
@@ -58,8 +55,7 @@ end
 /// Revocation + watermarks + consumption, in one call.
 ///
 /// KEYS: revoked marker, subject watermark, client watermark, counter.
-/// ARGV: iat (or ""), consume? ("1", "0", or "2": consume without the
-/// revocation checks, which the replica made), allowance, cost, counter expiry
+/// ARGV: iat (or ""), consume? ("1"/"0"), allowance, cost, counter expiry
 /// (Unix seconds), grace. Returns `{-1}` revoked, `{0}` admitted without a
 /// consumption, `{1, left}` charged, `{2, left}` exhausted.
 pub(crate) const CHECK: &str = r"
@@ -68,11 +64,9 @@ return check(KEYS, ARGV, 0, 0)
 
 /// [`CHECK`] for many checks in one call, each in turn, with the same
 /// answers as that many calls one after the other. ARGV[1]: grace; then
-/// each check, its keys and arguments in order: mode `2` (the replica
-/// checked revocation: count only) takes KEYS counter and ARGV `2`,
-/// allowance, cost, counter expiry; mode `0`/`1` (check, and consume on
-/// `1`) takes KEYS revoked marker, subject watermark, client watermark,
-/// counter, and ARGV mode, iat (or ""), allowance, cost, counter expiry.
+/// for each check KEYS revoked marker, subject watermark, client
+/// watermark, counter, and ARGV consume? (`1`/`0`), iat (or ""),
+/// allowance, cost, counter expiry.
 /// Returns two numbers per check, as [`CHECK`]'s reply, in order.
 ///
 /// Nothing else runs during a script, so each key is read once: a marker
@@ -120,14 +114,8 @@ local function check(k, a)
 end
 local out, k, a = {}, 0, 1
 while a < #ARGV do
-  local code, left
-  if ARGV[a + 1] == '2' then
-    code, left = consume(KEYS[k + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
-    k, a = k + 1, a + 4
-  else
-    code, left = check(k, a)
-    k, a = k + 4, a + 5
-  end
+  local code, left = check(k, a)
+  k, a = k + 4, a + 5
   out[#out + 1] = code
   out[#out + 1] = left
 end
