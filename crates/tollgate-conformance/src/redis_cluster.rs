@@ -248,6 +248,12 @@ impl RedisCluster {
         i
     }
 
+    /// Starts node `i` again on its port and directory: a master that was
+    /// replaced meanwhile rejoins as a replica of its successor.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].restart();
+    }
+
     /// Waits (bounded) until every live node agrees that a live node other
     /// than `not` serves `slot` as master, and every live node reports
     /// `cluster_state:ok`; returns that master's index.
