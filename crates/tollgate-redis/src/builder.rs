@@ -153,7 +153,7 @@ impl RedisStoreBuilder {
     /// from its receipt, never charged twice. Make it longer than the
     /// cluster's failover time (`cluster-node-timeout` plus the election)
     /// for failovers to cost no credit; a request waits at most this long.
-    /// At most 600 s (a receipt's life).
+    /// At most 600 s. A charge's receipt lives this long plus 10 s.
     pub fn retry_charges_for(mut self, patience: Duration) -> Self {
         self.retry_charges = patience.min(Duration::from_secs(600));
         self

@@ -494,6 +494,9 @@ impl RedisStore {
                 .arg(cost.min(EXACT))
                 .arg(self.expiry(token.expires_at))
                 .arg(self.grace)
+                // Resent at most `retry_charges` after the first try: the
+                // receipt outlives that, and no more (one key per charge).
+                .arg(self.retry_charges.as_secs() + 10)
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(store_error)?;

@@ -138,7 +138,8 @@ return out
 ///
 /// KEYS: revoked marker, counter, receipt. ARGV: consume? ("1"/"0"),
 /// allowance, cost, counter expiry (Unix seconds), grace. Replies as
-/// [`CHECK`]. A charge leaves a receipt (kept 10 minutes): the same charge
+/// [`CHECK`]. ARGV[6]: how long a receipt is kept (seconds). A charge
+/// leaves a receipt (kept as long as it may be resent): the same charge
 /// sent again (its answer was lost) is answered from it, not charged twice.
 pub(crate) const CHECK_TOKEN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0} end
@@ -155,7 +156,7 @@ if seen then
 end
 local r = consume(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if r[1] == 1 then
-  redis.call('SET', KEYS[3], string.format('1:%d', r[2]), 'EX', 600)
+  redis.call('SET', KEYS[3], string.format('1:%d', r[2]), 'EX', ARGV[6])
 end
 return r
 ";
