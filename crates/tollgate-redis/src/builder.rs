@@ -334,30 +334,9 @@ async fn check_replicas(conn: &mut Conn, acks: usize) -> Result<(), StoreError> 
         .query_async(conn)
         .await
         .map_err(store_error)?;
-    let mut masters: std::collections::HashMap<&str, usize> = Default::default();
-    let mut replicas_of = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(id), Some(flags), Some(master)) = (f.first(), f.get(2), f.get(3)) else {
-            continue;
-        };
-        if flags.contains("fail") {
-            continue;
-        }
-        if flags.split(',').any(|x| x == "master") && f.len() > 8 {
-            masters.insert(id, 0);
-        } else if flags.split(',').any(|x| x == "slave" || x == "replica") {
-            replicas_of.push(*master);
-        }
-    }
-    for m in replicas_of {
-        if let Some(n) = masters.get_mut(m) {
-            *n += 1;
-        }
-    }
-    match masters.values().min() {
-        Some(&least) if least >= acks => Ok(()),
-        Some(&least) => Err(StoreError::new(format!(
+    match crate::conn::least_replicas(&text) {
+        Some(least) if least >= acks => Ok(()),
+        Some(least) => Err(StoreError::new(format!(
             "redis: writes must be acknowledged by {acks} replica(s), but a cluster master has {least}; \
              add replicas, or opt out with acknowledged_by(0)"
         ))),

@@ -201,20 +201,32 @@ impl Conn {
     }
 }
 
-/// The masters serving slots in a `CLUSTER NODES` reply (`id
-/// ip:port@cport[,hostname] flags master ping pong epoch link slots...`),
-/// or `None` while one of them is failing (`fail`, `fail?`) or the slots
-/// they serve do not cover all 16384: a rebuild from them would miss keys.
-fn cluster_masters(text: &str) -> Option<Vec<Node>> {
-    let mut nodes = Vec::new();
-    let mut covered = 0u32;
-    for line in text.lines() {
+/// One line of a `CLUSTER NODES` reply: `id ip:port@cport[,hostname]
+/// flags master ping pong epoch link slots...`.
+struct NodeLine<'a> {
+    id: &'a str,
+    addr: &'a str,
+    flags: Vec<&'a str>,
+    /// The id of the master a replica follows (`-` for a master).
+    master: &'a str,
+    /// How many slots it serves (migration markers `[..]` not counted).
+    slots: u32,
+}
+
+impl NodeLine<'_> {
+    fn is(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    fn failing(&self) -> bool {
+        self.flags.iter().any(|f| f.starts_with("fail"))
+    }
+}
+
+fn node_lines(text: &str) -> impl Iterator<Item = NodeLine<'_>> {
+    text.lines().filter_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(addr), Some(flags)) = (f.get(1), f.get(2)) else {
-            continue;
-        };
-        let flags: Vec<&str> = flags.split(',').collect();
-        let slots: u32 = f
+        let slots = f
             .iter()
             .skip(8)
             .filter(|r| !r.starts_with('['))
@@ -223,14 +235,28 @@ fn cluster_masters(text: &str) -> Option<Vec<Node>> {
                 None => r.parse::<u32>().ok().map(|_| 1),
             })
             .sum();
-        if !flags.contains(&"master") || slots == 0 {
-            continue;
-        }
-        if flags.iter().any(|f| f.starts_with("fail")) {
+        Some(NodeLine {
+            id: f.first()?,
+            addr: f.get(1)?,
+            flags: f.get(2)?.split(',').collect(),
+            master: f.get(3)?,
+            slots,
+        })
+    })
+}
+
+/// The masters serving slots in a `CLUSTER NODES` reply, or `None` while
+/// one of them is failing (`fail`, `fail?`) or the slots they serve do not
+/// cover all 16384: a rebuild from them would miss keys.
+fn cluster_masters(text: &str) -> Option<Vec<Node>> {
+    let mut nodes = Vec::new();
+    let mut covered = 0u32;
+    for n in node_lines(text).filter(|n| n.is("master") && n.slots > 0) {
+        if n.failing() {
             return None;
         }
-        covered += slots;
-        let hostport = addr.split(['@', ',']).next()?;
+        covered += n.slots;
+        let hostport = n.addr.split(['@', ',']).next()?;
         let (host, port) = hostport.rsplit_once(':')?;
         if host.is_empty() {
             return None;
@@ -241,6 +267,22 @@ fn cluster_masters(text: &str) -> Option<Vec<Node>> {
         });
     }
     (covered == 16384).then_some(nodes)
+}
+
+/// The fewest replicas (not failing) any master serving slots has, in a
+/// `CLUSTER NODES` reply; `None` when no master serves slots.
+pub(crate) fn least_replicas(text: &str) -> Option<usize> {
+    let lines: Vec<NodeLine<'_>> = node_lines(text).filter(|n| !n.failing()).collect();
+    lines
+        .iter()
+        .filter(|n| n.is("master") && n.slots > 0)
+        .map(|m| {
+            lines
+                .iter()
+                .filter(|r| (r.is("slave") || r.is("replica")) && r.master == m.id)
+                .count()
+        })
+        .min()
 }
 
 impl ConnectionLike for Conn {
@@ -296,6 +338,11 @@ e5 ::1:7005@17005 master - 0 0 4 connected 10923-16383
         assert_eq!(
             cluster_masters(&text.replace("myself,master", "myself,master,fail?")),
             None
+        );
+        assert_eq!(least_replicas(text), Some(0));
+        assert_eq!(
+            least_replicas(&text.replace("d4 127.0.0.1:7004@17004 slave a1", "d4 x:1@2 slave b2")),
+            Some(0)
         );
         assert_eq!(
             cluster_masters(text).unwrap(),

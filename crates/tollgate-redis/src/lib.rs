@@ -589,7 +589,8 @@ impl RedisStore {
             consume.map_or((0, 0), |c| (c.allowance.min(EXACT), c.cost.min(EXACT)));
         let expiry = self.expiry(token.expires_at);
         let seen = self.generation.load(Ordering::SeqCst);
-        let reply: Vec<i64> = match &self.batcher {
+        // Two numbers, kept on the stack (a batched check's reply is one).
+        let reply: [i64; 2] = match &self.batcher {
             Some(b) => {
                 let keys = batch::Keys {
                     revoked,
@@ -599,11 +600,12 @@ impl RedisStore {
                     consume: consume.is_some(),
                     issued_at: token.issued_at,
                 };
-                b.check(keys, allowance, cost, expiry).await?.to_vec()
+                b.check(keys, allowance, cost, expiry).await?
             }
             None => {
                 let mode = if consume.is_some() { "1" } else { "0" };
-                self.check
+                let reply: Vec<i64> = self
+                    .check
                     .key(revoked)
                     .key(sub)
                     .key(client)
@@ -616,7 +618,12 @@ impl RedisStore {
                     .arg(self.grace)
                     .invoke_async(&mut self.conn.clone())
                     .await
-                    .map_err(store_error)?
+                    .map_err(store_error)?;
+                // A shorter reply reads as a code no script gives.
+                [
+                    reply.first().copied().unwrap_or(i64::MIN),
+                    reply.get(1).copied().unwrap_or(0),
+                ]
             }
         };
         match reply.first() {
